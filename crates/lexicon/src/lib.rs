@@ -1,0 +1,1 @@
+//! Guildhall's lexicons and record validation against them. Pure.

@@ -1,0 +1,1 @@
+//! (placeholder) crypto_vectors

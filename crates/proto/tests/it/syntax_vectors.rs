@@ -1,0 +1,1 @@
+//! (placeholder) syntax_vectors

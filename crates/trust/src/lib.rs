@@ -1,0 +1,1 @@
+//! Guildhall's trust graph and ranking. Pure: no I/O.
