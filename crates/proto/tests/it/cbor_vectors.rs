@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 
 use cid::Cid;
+use guildhall_proto::car::{BlockMap, CarError, CarLimits, read_car, write_car};
 use guildhall_proto::cbor::{self, CborError, Limits};
 use ipld_core::ipld::Ipld;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::vectors::{interop, read};
+use crate::vectors::{interop, peer_fixture, read};
 
 /// ATProto JSON → IPLD: `{"$link"}` is a CID, `{"$bytes"}` is base64 bytes, integer-like
 /// numbers are integers. Returns `None` for JSON the data model cannot hold.
@@ -295,12 +296,13 @@ fn size_limit_trailing_and_prefix() {
 /// Sample valid encodings to mutate: the interop vectors plus a typical record.
 fn seeds() -> Vec<Vec<u8>> {
     let cases = load_json("data-model/data-model-fixtures.json");
-    let out: Vec<Vec<u8>> = cases
+    let mut out: Vec<Vec<u8>> = cases
         .as_array()
         .expect("array")
         .iter()
         .map(|c| b64(c["cbor_base64"].as_str().expect("string")).expect("base64"))
         .collect();
+    out.push(sample_car());
     out
 }
 
@@ -313,11 +315,12 @@ proptest! {
         let _ = cbor::decode::<Ipld>(&bytes);
         let _ = cbor::decode_prefix::<Ipld>(&bytes);
         let _ = cbor::contains_float(&bytes);
+        let _ = read_car(&bytes, &CarLimits::FIREHOSE);
     }
 
     #[test]
     fn decoders_never_panic_on_mutated_valid_inputs(
-        which in 0usize..4,
+        which in 0usize..8,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
     ) {
         let seeds = seeds();
@@ -339,6 +342,7 @@ proptest! {
             prop_assert!(len <= bytes.len());
         }
         let _ = cbor::decode::<Ipld>(&bytes);
+        let _ = read_car(&bytes, &CarLimits::FIREHOSE);
     }
 
     #[test]
@@ -367,4 +371,127 @@ fn arb_ipld() -> impl Strategy<Value = Ipld> {
             proptest::collection::btree_map(".{0,8}", inner, 0..6).prop_map(Ipld::Map),
         ]
     })
+}
+
+/// The reference PDS's `getRepo` output for alice reads, with the roots and blocks its index
+/// describes.
+#[test]
+fn reference_repo_car_reads() {
+    let bytes = read(&peer_fixture("repo-alice.car"));
+    let index: Value =
+        serde_json::from_slice(&read(&peer_fixture("index.json"))).expect("index.json");
+    let entry = index["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["file"] == "repo-alice.car")
+        .expect("repo-alice.car in index");
+    let car = read_car(&bytes, &CarLimits::repo(10_000_000)).expect("reads");
+    let roots: Vec<String> = car.roots.iter().map(ToString::to_string).collect();
+    assert_eq!(Value::from(roots), entry["decoded"]["roots"]);
+    let want = entry["decoded"]["blocks"].as_array().expect("blocks");
+    assert_eq!(car.blocks.len(), want.len());
+    for b in want {
+        let cid = Cid::try_from(b["cid"].as_str().expect("cid")).expect("parses");
+        let block = car.blocks.get(&cid).expect("block present");
+        assert_eq!(Some(block.len() as u64), b["size"].as_u64());
+    }
+    println!("repo-alice.car: {} blocks", car.blocks.len());
+    // Writing it back gives a CAR that reads to the same content.
+    let again = read_car(&write_car(&car.roots, &car.blocks), &CarLimits::FIREHOSE).expect("reads");
+    assert_eq!(again, car);
+}
+
+/// A small valid CAR: one root, three DAG-CBOR blocks and a raw one.
+pub fn sample_car() -> Vec<u8> {
+    let mut blocks = BlockMap::new();
+    let mut root = None;
+    for v in ["a", "bb", "ccc"] {
+        let b = cbor::encode(&Ipld::List(vec![Ipld::String(v.into())])).expect("encodes");
+        let c = cbor::cid_for_cbor(&b);
+        root.get_or_insert(c);
+        blocks.insert(c, b);
+    }
+    blocks.insert(cbor::cid_for(cbor::RAW, b"blob"), b"blob".to_vec());
+    write_car(&[root.expect("a root")], &blocks)
+}
+
+#[test]
+fn car_limits_and_forgeries_are_typed_errors() {
+    let good = sample_car();
+    let car = read_car(&good, &CarLimits::FIREHOSE).expect("reads");
+    assert_eq!(car.blocks.len(), 4);
+
+    let tight = CarLimits {
+        max_bytes: good.len() - 1,
+        ..CarLimits::FIREHOSE
+    };
+    assert!(matches!(
+        read_car(&good, &tight),
+        Err(CarError::TooLarge { .. })
+    ));
+    let few = CarLimits {
+        max_blocks: 3,
+        ..CarLimits::FIREHOSE
+    };
+    assert!(matches!(
+        read_car(&good, &few),
+        Err(CarError::TooManyBlocks { max: 3 })
+    ));
+    let small_blocks = CarLimits {
+        max_block_bytes: 4,
+        ..CarLimits::FIREHOSE
+    };
+    assert!(matches!(
+        read_car(&good, &small_blocks),
+        Err(CarError::BlockTooLarge { .. })
+    ));
+
+    // Truncated anywhere: a typed error, or (cut exactly between sections) fewer blocks.
+    let mut errors = 0;
+    for cut in 0..good.len() {
+        match read_car(&good[..cut], &CarLimits::FIREHOSE) {
+            Err(_) => errors += 1,
+            Ok(partial) => assert!(partial.blocks.len() < 4, "cut at {cut}"),
+        }
+    }
+    assert!(errors >= good.len() - 4);
+
+    // A section claiming a terabyte is refused from its length alone.
+    let header_end = {
+        let mut pos = 0;
+        while good[pos] & 0x80 != 0 {
+            pos += 1;
+        }
+        pos + 1 + usize::from(good[0])
+    };
+    let mut huge = good[..header_end].to_vec();
+    huge.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x20]);
+    assert!(matches!(
+        read_car(&huge, &CarLimits::FIREHOSE),
+        Err(CarError::BlockTooLarge { .. })
+    ));
+
+    // A block that does not hash to its CID.
+    let block = cbor::encode(&"real").expect("encodes");
+    let cid = cbor::cid_for_cbor(&block);
+    let mut forged = BlockMap::new();
+    forged.insert(cid, cbor::encode(&"fake").expect("encodes"));
+    assert_eq!(
+        read_car(&write_car(&[cid], &forged), &CarLimits::FIREHOSE),
+        Err(CarError::HashMismatch { cid })
+    );
+
+    // Header problems: wrong version, not a map.
+    let mut v2 = write_car(&[cid], &BlockMap::new());
+    let last = v2.len() - 1;
+    v2[last] = 0x02;
+    assert_eq!(
+        read_car(&v2, &CarLimits::FIREHOSE),
+        Err(CarError::Version(2))
+    );
+    assert!(matches!(
+        read_car(&[0x01, 0x01], &CarLimits::FIREHOSE),
+        Err(CarError::Header(_))
+    ));
 }
