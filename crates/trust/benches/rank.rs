@@ -1,0 +1,2 @@
+//! Ranking benchmark.
+fn main() {}

@@ -1,0 +1,1100 @@
+//! The in-memory trust graph: interned DIDs, forward and reverse CSR adjacency, edge data in
+//! struct-of-arrays, and a small overlay (additions + tombstones) for live changes.
+//!
+//! Base edges are numbered in forward-CSR order, so the forward side needs no edge-index
+//! array: edge `e` goes from the author whose offset range holds `e` to `fwd_to[e]`.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::compact::{cid_digest, cid_from_digest, split_uri, tid_decode, tid_encode};
+use crate::error::TrustError;
+use crate::intern::Interner;
+use crate::model::{BuildOptions, EdgeRef, Endorsement, GraphStats};
+use crate::weight::{KAPPA_MATCH, KAPPA_UNSCOPED, base_weight, covering_prefixes};
+
+/// "No node / no edge".
+pub(crate) const NONE: u32 = u32::MAX;
+/// Edge ids with this bit set index the overlay; others index the base arrays.
+pub(crate) const OVERLAY_BIT: u32 = 1 << 31;
+/// Set in `strength[e]` when edge `e` has an expiry or a pin (looked up in `conds`).
+const COND_FLAG: u8 = 0x80;
+/// `rkey[e]` for a record key that is not a TID (the string lives in `odd_rkeys`);
+/// TIDs keep bit 63 clear, so they never collide with it.
+const ODD_RKEY: u64 = u64::MAX;
+
+/// Fx-style hasher for `u32` keys: the maps on the query path are keyed by dense ids, and
+/// SipHash would dominate their cost.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+pub(crate) type IdMap<V> = HashMap<u32, V, BuildHasherDefault<IdHasher>>;
+
+/// Validity conditions of an edge beyond its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cond {
+    /// `i64::MAX` when the endorsement never expires.
+    expires_at_us: i64,
+    /// Service id and pinned-CID id, or `NONE`.
+    pin_service: u32,
+    pin_cid: u32,
+}
+
+/// An edge added after the build.
+#[derive(Debug, Clone)]
+struct OverlayEdge {
+    from: u32,
+    to: u32,
+    strength: u8,
+    created_at_us: i64,
+    capset: u32,
+    cond: Option<Cond>,
+    uri: String,
+    cid: String,
+    live: bool,
+}
+
+/// Interned capability sets: set `s` is `items[off[s]..off[s + 1]]`, sorted. Set 0 is empty.
+#[derive(Debug, Clone)]
+struct CapSets {
+    off: Vec<u32>,
+    items: Vec<u32>,
+    index: HashMap<Vec<u32>, u32>,
+}
+
+impl Default for CapSets {
+    fn default() -> Self {
+        let mut index = HashMap::new();
+        index.insert(Vec::new(), 0);
+        Self {
+            off: vec![0, 0],
+            items: Vec::new(),
+            index,
+        }
+    }
+}
+
+impl CapSets {
+    fn get(&self, s: u32) -> &[u32] {
+        let s = s as usize;
+        match (self.off.get(s), self.off.get(s + 1)) {
+            (Some(&a), Some(&b)) => self.items.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+    fn len(&self) -> usize {
+        self.off.len() - 1
+    }
+    fn intern(&mut self, mut set: Vec<u32>) -> Option<u32> {
+        set.sort_unstable();
+        set.dedup();
+        if let Some(&id) = self.index.get(&set) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.len()).ok()?;
+        self.items.extend_from_slice(&set);
+        self.off.push(u32::try_from(self.items.len()).ok()?);
+        self.index.insert(set, id);
+        Some(id)
+    }
+}
+
+/// A trust graph over operator DIDs. Build it with [`TrustGraph::build`]; keep it current
+/// with [`add`](TrustGraph::add), [`remove`](TrustGraph::remove) and
+/// [`set_service_cid`](TrustGraph::set_service_cid); compact it with
+/// [`rebuilt`](TrustGraph::rebuilt) once [`needs_rebuild`](TrustGraph::needs_rebuild) says so.
+#[derive(Debug, Clone)]
+pub struct TrustGraph {
+    opts: BuildOptions,
+    pub(crate) dids: Interner,
+    caps: Interner,
+    capsets: CapSets,
+    collections: Interner,
+    services: Interner,
+    cids: Interner,
+    /// Current CID id per service id, or `NONE`.
+    current_cid: Vec<u32>,
+
+    /// Nodes covered by the base CSR (nodes interned later have no base edges).
+    base_nodes: usize,
+    fwd_off: Vec<u32>,
+    fwd_to: Vec<u32>,
+    rev_off: Vec<u32>,
+    rev_from: Vec<u32>,
+    rev_edge: Vec<u32>,
+
+    strength: Vec<u8>,
+    created: Vec<i64>,
+    capset: Vec<u32>,
+    coll: Vec<u16>,
+    rkey: Vec<u64>,
+    /// Record-CID digests; empty when `keep_cids` is off.
+    cid: Vec<[u8; 32]>,
+    conds: IdMap<Cond>,
+    odd_rkeys: IdMap<Box<str>>,
+    odd_cids: IdMap<Box<str>>,
+    tomb: Vec<u64>,
+    tomb_count: usize,
+
+    overlay: Vec<OverlayEdge>,
+    overlay_live: usize,
+    ov_out: IdMap<Vec<u32>>,
+    ov_in: IdMap<Vec<u32>>,
+    ov_by_uri: HashMap<String, u32>,
+
+    self_dropped: usize,
+}
+
+/// An endorsement after validation, with its strings resolved to ids.
+struct Resolved<'a> {
+    from: u32,
+    to: u32,
+    strength: u8,
+    capset: u32,
+    coll: u16,
+    rkey: u64,
+    odd_rkey: Option<&'a str>,
+    cond: Option<Cond>,
+}
+
+fn cap_err(what: &'static str, limit: u64) -> TrustError {
+    TrustError::Capacity { what, limit }
+}
+
+impl TrustGraph {
+    fn empty(opts: &BuildOptions) -> Self {
+        Self {
+            opts: opts.clone(),
+            dids: Interner::default(),
+            caps: Interner::default(),
+            capsets: CapSets::default(),
+            collections: Interner::default(),
+            services: Interner::default(),
+            cids: Interner::default(),
+            current_cid: Vec::new(),
+            base_nodes: 0,
+            fwd_off: vec![0],
+            fwd_to: Vec::new(),
+            rev_off: vec![0],
+            rev_from: Vec::new(),
+            rev_edge: Vec::new(),
+            strength: Vec::new(),
+            created: Vec::new(),
+            capset: Vec::new(),
+            coll: Vec::new(),
+            rkey: Vec::new(),
+            cid: Vec::new(),
+            conds: IdMap::default(),
+            odd_rkeys: IdMap::default(),
+            odd_cids: IdMap::default(),
+            tomb: Vec::new(),
+            tomb_count: 0,
+            overlay: Vec::new(),
+            overlay_live: 0,
+            ov_out: IdMap::default(),
+            ov_in: IdMap::default(),
+            ov_by_uri: HashMap::new(),
+            self_dropped: 0,
+        }
+    }
+
+    /// Validates `e` and interns its strings. `Ok(None)` for a self-endorsement.
+    fn resolve<'a>(&mut self, e: &'a Endorsement) -> Result<Option<Resolved<'a>>, TrustError> {
+        let strength = u8::try_from(e.strength)
+            .ok()
+            .filter(|s| (1..=100).contains(s))
+            .ok_or_else(|| TrustError::InvalidStrength {
+                uri: e.uri.clone(),
+                strength: e.strength,
+            })?;
+        let (collection, rkey_str) =
+            split_uri(&e.uri, &e.author).ok_or_else(|| TrustError::BadUri {
+                uri: e.uri.clone(),
+                author: e.author.clone(),
+            })?;
+        if e.author == e.subject {
+            return Ok(None);
+        }
+        let node_limit = u64::from(OVERLAY_BIT);
+        let from = self
+            .dids
+            .intern(&e.author)
+            .ok_or_else(|| cap_err("DIDs", node_limit))?;
+        let to = self
+            .dids
+            .intern(&e.subject)
+            .ok_or_else(|| cap_err("DIDs", node_limit))?;
+        let coll = self
+            .collections
+            .intern(collection)
+            .and_then(|c| u16::try_from(c).ok())
+            .ok_or_else(|| cap_err("collections", u64::from(u16::MAX)))?;
+        let mut ids = Vec::with_capacity(e.capabilities.len());
+        for c in &e.capabilities {
+            ids.push(
+                self.caps
+                    .intern(c)
+                    .ok_or_else(|| cap_err("capabilities", u64::from(NONE)))?,
+            );
+        }
+        let capset = self
+            .capsets
+            .intern(ids)
+            .ok_or_else(|| cap_err("capability sets", u64::from(NONE)))?;
+        let (rkey, odd_rkey) = match tid_decode(rkey_str) {
+            Some(v) => (v, None),
+            None => (ODD_RKEY, Some(rkey_str)),
+        };
+        let cond = if e.expires_at_us.is_some() || e.pinned.is_some() {
+            let (pin_service, pin_cid) = match &e.pinned {
+                Some((s, c)) => {
+                    let s = self
+                        .services
+                        .intern(s)
+                        .ok_or_else(|| cap_err("services", u64::from(NONE)))?;
+                    let c = self
+                        .cids
+                        .intern(c)
+                        .ok_or_else(|| cap_err("CIDs", u64::from(NONE)))?;
+                    if self.current_cid.len() <= s as usize {
+                        self.current_cid.resize(s as usize + 1, NONE);
+                    }
+                    (s, c)
+                }
+                None => (NONE, NONE),
+            };
+            Some(Cond {
+                expires_at_us: e.expires_at_us.unwrap_or(i64::MAX),
+                pin_service,
+                pin_cid,
+            })
+        } else {
+            None
+        };
+        Ok(Some(Resolved {
+            from,
+            to,
+            strength,
+            capset,
+            coll,
+            rkey,
+            odd_rkey,
+            cond,
+        }))
+    }
+
+    /// Builds a compacted graph from endorsements (any order; the result does not depend on
+    /// it). Self-endorsements are dropped; a repeated URI or an invalid record is an error.
+    pub fn build<I, E>(endorsements: I, opts: &BuildOptions) -> Result<Self, TrustError>
+    where
+        I: IntoIterator<Item = E>,
+        E: Borrow<Endorsement>,
+    {
+        let mut g = Self::empty(opts);
+        let mut from = Vec::new();
+        let mut to = Vec::new();
+        let mut strength = Vec::new();
+        let mut created = Vec::new();
+        let mut capset = Vec::new();
+        let mut coll = Vec::new();
+        let mut rkey = Vec::new();
+        let mut cid = Vec::new();
+        let mut conds: IdMap<Cond> = IdMap::default();
+        let mut odd_rkeys: IdMap<Box<str>> = IdMap::default();
+        let mut odd_cids: IdMap<Box<str>> = IdMap::default();
+        for e in endorsements {
+            let e = e.borrow();
+            let Some(r) = g.resolve(e)? else {
+                g.self_dropped += 1;
+                continue;
+            };
+            let i = u32::try_from(from.len())
+                .ok()
+                .filter(|&i| i < OVERLAY_BIT)
+                .ok_or_else(|| cap_err("edges", u64::from(OVERLAY_BIT)))?;
+            from.push(r.from);
+            to.push(r.to);
+            strength.push(r.strength | if r.cond.is_some() { COND_FLAG } else { 0 });
+            created.push(e.created_at_us);
+            capset.push(r.capset);
+            coll.push(r.coll);
+            rkey.push(r.rkey);
+            if let Some(s) = r.odd_rkey {
+                odd_rkeys.insert(i, s.into());
+            }
+            if let Some(c) = r.cond {
+                conds.insert(i, c);
+            }
+            if opts.keep_cids {
+                match cid_digest(&e.cid) {
+                    Some(d) => cid.push(d),
+                    None => {
+                        cid.push([0; 32]);
+                        odd_cids.insert(i, e.cid.as_str().into());
+                    }
+                }
+            }
+        }
+        let m = from.len();
+        let n = g.dids.len();
+
+        // Forward CSR by counting sort on the author.
+        let mut fwd_off = vec![0u32; n + 1];
+        for &f in &from {
+            fwd_off[f as usize + 1] += 1;
+        }
+        for i in 0..n {
+            fwd_off[i + 1] += fwd_off[i];
+        }
+        let mut cursor: Vec<u32> = fwd_off[..n].to_vec();
+        let mut perm = vec![0u32; m];
+        for (i, &f) in from.iter().enumerate() {
+            let c = &mut cursor[f as usize];
+            perm[*c as usize] = i as u32;
+            *c += 1;
+        }
+        drop(cursor);
+        drop(from);
+        // Within each author: reject repeated record keys, then order by subject for locality.
+        for a in 0..n {
+            let range = &mut perm[fwd_off[a] as usize..fwd_off[a + 1] as usize];
+            range.sort_unstable_by(|&x, &y| {
+                (coll[x as usize], rkey[x as usize])
+                    .cmp(&(coll[y as usize], rkey[y as usize]))
+                    .then_with(|| odd_rkeys.get(&x).cmp(&odd_rkeys.get(&y)))
+            });
+            for w in range.windows(2) {
+                let (x, y) = (w[0], w[1]);
+                if coll[x as usize] == coll[y as usize]
+                    && rkey[x as usize] == rkey[y as usize]
+                    && odd_rkeys.get(&x) == odd_rkeys.get(&y)
+                {
+                    let author = g.dids.get(a as u32).to_owned();
+                    let uri = uri_string(
+                        &author,
+                        g.collections.get(u32::from(coll[x as usize])),
+                        rkey[x as usize],
+                        odd_rkeys.get(&x).map(|s| &**s),
+                    );
+                    return Err(TrustError::DuplicateUri { uri });
+                }
+            }
+            range.sort_unstable_by_key(|&x| (to[x as usize], x));
+        }
+        let mut inv = vec![0u32; m];
+        for (p, &i) in perm.iter().enumerate() {
+            inv[i as usize] = p as u32;
+        }
+        g.fwd_to = permute(&to, &perm);
+        drop(to);
+        g.strength = permute(&strength, &perm);
+        drop(strength);
+        g.created = permute(&created, &perm);
+        drop(created);
+        g.capset = permute(&capset, &perm);
+        drop(capset);
+        g.coll = permute(&coll, &perm);
+        drop(coll);
+        g.rkey = permute(&rkey, &perm);
+        drop(rkey);
+        if opts.keep_cids {
+            g.cid = permute(&cid, &perm);
+        }
+        drop(cid);
+        drop(perm);
+        g.conds = remap(conds, &inv);
+        g.odd_rkeys = remap(odd_rkeys, &inv);
+        g.odd_cids = remap(odd_cids, &inv);
+        drop(inv);
+
+        // Reverse CSR by counting sort on the subject; sources come out ascending.
+        let mut rev_off = vec![0u32; n + 1];
+        for &t in &g.fwd_to {
+            rev_off[t as usize + 1] += 1;
+        }
+        for i in 0..n {
+            rev_off[i + 1] += rev_off[i];
+        }
+        let mut cursor: Vec<u32> = rev_off[..n].to_vec();
+        let mut rev_from = vec![0u32; m];
+        let mut rev_edge = vec![0u32; m];
+        for a in 0..n {
+            for e in fwd_off[a]..fwd_off[a + 1] {
+                let c = &mut cursor[g.fwd_to[e as usize] as usize];
+                rev_from[*c as usize] = a as u32;
+                rev_edge[*c as usize] = e;
+                *c += 1;
+            }
+        }
+        g.fwd_off = fwd_off;
+        g.rev_off = rev_off;
+        g.rev_from = rev_from;
+        g.rev_edge = rev_edge;
+        g.base_nodes = n;
+        g.tomb = vec![0; m.div_ceil(64)];
+        g.dids.shrink_to_fit();
+        Ok(g)
+    }
+
+    // ----- live changes -------------------------------------------------------------------
+
+    /// Adds (or, for a URI already present, replaces) one endorsement. Returns `false` for a
+    /// self-endorsement, which never counts and is not stored.
+    pub fn add(&mut self, e: &Endorsement) -> Result<bool, TrustError> {
+        let Some(r) = self.resolve(e)? else {
+            self.remove(&e.uri);
+            return Ok(false);
+        };
+        self.remove(&e.uri);
+        let idx = u32::try_from(self.overlay.len())
+            .ok()
+            .filter(|&i| i < OVERLAY_BIT)
+            .ok_or_else(|| cap_err("overlay edges", u64::from(OVERLAY_BIT)))?;
+        self.overlay.push(OverlayEdge {
+            from: r.from,
+            to: r.to,
+            strength: r.strength,
+            created_at_us: e.created_at_us,
+            capset: r.capset,
+            cond: r.cond,
+            uri: e.uri.clone(),
+            cid: e.cid.clone(),
+            live: true,
+        });
+        self.overlay_live += 1;
+        self.ov_out.entry(r.from).or_default().push(idx);
+        self.ov_in.entry(r.to).or_default().push(idx);
+        self.ov_by_uri.insert(e.uri.clone(), idx);
+        Ok(true)
+    }
+
+    /// Removes the endorsement with this URI. Returns whether it was present.
+    pub fn remove(&mut self, uri: &str) -> bool {
+        if let Some(idx) = self.ov_by_uri.remove(uri) {
+            let Some(o) = self.overlay.get_mut(idx as usize) else {
+                return false;
+            };
+            o.live = false;
+            let (from, to) = (o.from, o.to);
+            self.overlay_live -= 1;
+            if let Some(v) = self.ov_out.get_mut(&from) {
+                v.retain(|&x| x != idx);
+            }
+            if let Some(v) = self.ov_in.get_mut(&to) {
+                v.retain(|&x| x != idx);
+            }
+            return true;
+        }
+        match self.find_base(uri) {
+            Some(e) if !self.is_tombstoned(e) => {
+                self.tomb[e as usize / 64] |= 1 << (e % 64);
+                self.tomb_count += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records `cid` as the current version of the service at `uri`; endorsements pinned to
+    /// another version of it stop counting (and count again if this CID returns).
+    pub fn set_service_cid(&mut self, uri: &str, cid: &str) -> Result<(), TrustError> {
+        let s = self
+            .services
+            .intern(uri)
+            .ok_or_else(|| cap_err("services", u64::from(NONE)))?;
+        let c = self
+            .cids
+            .intern(cid)
+            .ok_or_else(|| cap_err("CIDs", u64::from(NONE)))?;
+        if self.current_cid.len() <= s as usize {
+            self.current_cid.resize(s as usize + 1, NONE);
+        }
+        self.current_cid[s as usize] = c;
+        Ok(())
+    }
+
+    /// Forgets the service's current version (e.g. the service record was deleted): every
+    /// endorsement pinned to it lapses.
+    pub fn clear_service(&mut self, uri: &str) {
+        if let Some(s) = self.services.lookup(uri)
+            && let Some(c) = self.current_cid.get_mut(s as usize)
+        {
+            *c = NONE;
+        }
+    }
+
+    /// Whether churn since the build has passed `BuildOptions::rebuild_churn_ppm`.
+    pub fn needs_rebuild(&self) -> bool {
+        let churn = (self.tomb_count + self.overlay_live) as u128 * 1_000_000;
+        churn > self.base_edges().max(1) as u128 * u128::from(self.opts.rebuild_churn_ppm)
+    }
+
+    /// A compacted copy: every live edge in the base arrays, no overlay, no tombstones.
+    pub fn rebuilt(&self) -> Result<Self, TrustError> {
+        let mut g = Self::build(self.live_endorsements(), &self.opts)?;
+        for (s, &c) in self.current_cid.iter().enumerate() {
+            if c != NONE {
+                g.set_service_cid(self.services.get(s as u32), self.cids.get(c))?;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Every live endorsement, reconstructed (base first, then overlay). The CID is empty when
+    /// the graph does not keep CIDs.
+    pub fn live_endorsements(&self) -> impl Iterator<Item = Endorsement> + '_ {
+        let base = (0..self.base_nodes).flat_map(move |a| {
+            (self.fwd_off[a]..self.fwd_off[a + 1])
+                .filter(move |&e| !self.is_tombstoned(e))
+                .map(move |e| self.endorsement(e))
+        });
+        let over = self
+            .overlay
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.live)
+            .map(|(i, _)| self.endorsement(i as u32 | OVERLAY_BIT));
+        base.chain(over)
+    }
+
+    fn endorsement(&self, e: u32) -> Endorsement {
+        let r = self.edge_ref(e);
+        let cond = self.cond(e);
+        Endorsement {
+            uri: r.uri,
+            cid: r.cid.unwrap_or_default(),
+            author: r.from,
+            subject: r.to,
+            capabilities: r.capabilities,
+            strength: i64::from(self.strength_of(e)),
+            created_at_us: r.created_at_us,
+            expires_at_us: cond.map(|c| c.expires_at_us).filter(|&x| x != i64::MAX),
+            pinned: cond.filter(|c| c.pin_service != NONE).map(|c| {
+                (
+                    self.services.get(c.pin_service).to_owned(),
+                    self.cids.get(c.pin_cid).to_owned(),
+                )
+            }),
+        }
+    }
+
+    /// Size, churn and approximate heap use.
+    pub fn stats(&self) -> GraphStats {
+        fn vb<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        // Hash-map entries: key + value + one control byte, at hashbrown's 7/8 load.
+        fn mb<V>(m: &IdMap<V>) -> usize {
+            m.capacity() * (4 + std::mem::size_of::<V>() + 1) * 8 / 7
+        }
+        let strings = |m: &IdMap<Box<str>>| m.values().map(|s| s.len()).sum::<usize>();
+        let heap = self.dids.heap_bytes()
+            + self.caps.heap_bytes()
+            + self.collections.heap_bytes()
+            + self.services.heap_bytes()
+            + self.cids.heap_bytes()
+            + vb(&self.current_cid)
+            + vb(&self.capsets.off)
+            + vb(&self.capsets.items)
+            + vb(&self.fwd_off)
+            + vb(&self.fwd_to)
+            + vb(&self.rev_off)
+            + vb(&self.rev_from)
+            + vb(&self.rev_edge)
+            + vb(&self.strength)
+            + vb(&self.created)
+            + vb(&self.capset)
+            + vb(&self.coll)
+            + vb(&self.rkey)
+            + vb(&self.cid)
+            + vb(&self.tomb)
+            + mb(&self.conds)
+            + mb(&self.odd_rkeys)
+            + strings(&self.odd_rkeys)
+            + mb(&self.odd_cids)
+            + strings(&self.odd_cids)
+            + self
+                .overlay
+                .iter()
+                .map(|o| std::mem::size_of::<OverlayEdge>() + o.uri.len() * 2 + o.cid.len())
+                .sum::<usize>();
+        GraphStats {
+            nodes: self.dids.len(),
+            base_edges: self.base_edges(),
+            tombstoned: self.tomb_count,
+            overlay_edges: self.overlay_live,
+            self_endorsements_dropped: self.self_dropped,
+            heap_bytes: heap,
+        }
+    }
+
+    // ----- accessors used by the ranker ---------------------------------------------------
+
+    pub(crate) fn base_edges(&self) -> usize {
+        self.fwd_to.len()
+    }
+
+    pub(crate) fn node(&self, did: &str) -> Option<u32> {
+        self.dids.lookup(did)
+    }
+
+    pub(crate) fn did(&self, node: u32) -> &str {
+        self.dids.get(node)
+    }
+
+    fn is_tombstoned(&self, e: u32) -> bool {
+        self.tomb
+            .get(e as usize / 64)
+            .is_some_and(|w| w & (1 << (e % 64)) != 0)
+    }
+
+    /// Calls `f(subject, edge)` for every stored out-edge of `node` (base then overlay).
+    #[inline]
+    pub(crate) fn for_each_out(&self, node: u32, mut f: impl FnMut(u32, u32)) {
+        let n = node as usize;
+        if n < self.base_nodes {
+            for e in self.fwd_off[n]..self.fwd_off[n + 1] {
+                f(self.fwd_to[e as usize], e);
+            }
+        }
+        if let Some(v) = self.ov_out.get(&node) {
+            for &i in v {
+                if let Some(o) = self.overlay.get(i as usize) {
+                    f(o.to, i | OVERLAY_BIT);
+                }
+            }
+        }
+    }
+
+    /// Calls `f(author, edge)` for every stored in-edge of `node` (base then overlay).
+    #[inline]
+    pub(crate) fn for_each_in(&self, node: u32, mut f: impl FnMut(u32, u32)) {
+        let n = node as usize;
+        if n < self.base_nodes {
+            for p in self.rev_off[n] as usize..self.rev_off[n + 1] as usize {
+                f(self.rev_from[p], self.rev_edge[p]);
+            }
+        }
+        if let Some(v) = self.ov_in.get(&node) {
+            for &i in v {
+                if let Some(o) = self.overlay.get(i as usize) {
+                    f(o.from, i | OVERLAY_BIT);
+                }
+            }
+        }
+    }
+
+    /// The author of edge `e`.
+    pub(crate) fn author_of(&self, e: u32) -> u32 {
+        if e & OVERLAY_BIT != 0 {
+            return self
+                .overlay
+                .get((e & !OVERLAY_BIT) as usize)
+                .map_or(NONE, |o| o.from);
+        }
+        // The author is the node whose forward range holds e.
+        let p = self.fwd_off.partition_point(|&o| o <= e);
+        p.checked_sub(1).map_or(NONE, |a| a as u32)
+    }
+
+    fn subject_of(&self, e: u32) -> u32 {
+        if e & OVERLAY_BIT != 0 {
+            return self
+                .overlay
+                .get((e & !OVERLAY_BIT) as usize)
+                .map_or(NONE, |o| o.to);
+        }
+        self.fwd_to.get(e as usize).copied().unwrap_or(NONE)
+    }
+
+    fn strength_of(&self, e: u32) -> u8 {
+        if e & OVERLAY_BIT != 0 {
+            return self
+                .overlay
+                .get((e & !OVERLAY_BIT) as usize)
+                .map_or(0, |o| o.strength);
+        }
+        self.strength.get(e as usize).map_or(0, |s| s & !COND_FLAG)
+    }
+
+    fn cond(&self, e: u32) -> Option<Cond> {
+        if e & OVERLAY_BIT != 0 {
+            return self
+                .overlay
+                .get((e & !OVERLAY_BIT) as usize)
+                .and_then(|o| o.cond);
+        }
+        self.conds.get(&e).copied()
+    }
+
+    /// The record URI of edge `e`.
+    pub(crate) fn edge_uri(&self, e: u32) -> String {
+        if e & OVERLAY_BIT != 0 {
+            return self
+                .overlay
+                .get((e & !OVERLAY_BIT) as usize)
+                .map(|o| o.uri.clone())
+                .unwrap_or_default();
+        }
+        let i = e as usize;
+        let (Some(&coll), Some(&rkey)) = (self.coll.get(i), self.rkey.get(i)) else {
+            return String::new();
+        };
+        uri_string(
+            self.did(self.author_of(e)),
+            self.collections.get(u32::from(coll)),
+            rkey,
+            self.odd_rkeys.get(&e).map(|s| &**s),
+        )
+    }
+
+    /// The explaining form of edge `e`.
+    pub(crate) fn edge_ref(&self, e: u32) -> EdgeRef {
+        let (cid, capset, created) = if e & OVERLAY_BIT != 0 {
+            match self.overlay.get((e & !OVERLAY_BIT) as usize) {
+                Some(o) => (Some(o.cid.clone()), o.capset, o.created_at_us),
+                None => (None, 0, 0),
+            }
+        } else {
+            let i = e as usize;
+            let cid = if self.opts.keep_cids {
+                match self.odd_cids.get(&e) {
+                    Some(s) => Some(s.to_string()),
+                    None => self.cid.get(i).map(cid_from_digest),
+                }
+            } else {
+                None
+            };
+            (
+                cid,
+                self.capset.get(i).copied().unwrap_or(0),
+                self.created.get(i).copied().unwrap_or(0),
+            )
+        };
+        // Sorted by string: capability ids depend on input order, the output must not.
+        let mut capabilities: Vec<String> = self
+            .capsets
+            .get(capset)
+            .iter()
+            .map(|&c| self.caps.get(c).to_owned())
+            .collect();
+        capabilities.sort_unstable();
+        EdgeRef {
+            uri: self.edge_uri(e),
+            cid,
+            from: self.did(self.author_of(e)).to_owned(),
+            to: self.did(self.subject_of(e)).to_owned(),
+            capabilities,
+            created_at_us: created,
+        }
+    }
+
+    /// The base edge with this URI, by scanning its author's out-edges.
+    fn find_base(&self, uri: &str) -> Option<u32> {
+        let authority = uri.strip_prefix("at://")?.split('/').next()?;
+        let a = self.node(authority)? as usize;
+        if a >= self.base_nodes {
+            return None;
+        }
+        let (collection, rkey_str) = split_uri(uri, authority)?;
+        let coll = u16::try_from(self.collections.lookup(collection)?).ok()?;
+        let rkey = tid_decode(rkey_str).unwrap_or(ODD_RKEY);
+        (self.fwd_off[a]..self.fwd_off[a + 1]).find(|&e| {
+            let i = e as usize;
+            self.coll[i] == coll
+                && self.rkey[i] == rkey
+                && (rkey != ODD_RKEY || self.odd_rkeys.get(&e).is_some_and(|s| &**s == rkey_str))
+        })
+    }
+
+    /// Per-query weight context.
+    pub(crate) fn weigher(
+        &self,
+        capability: Option<&str>,
+        now_us: i64,
+        half_life_us: i64,
+    ) -> Weigher<'_> {
+        let cover: Vec<u32> = match capability {
+            Some(q) => covering_prefixes(q)
+                .filter_map(|p| self.caps.lookup(p))
+                .collect(),
+            None => Vec::new(),
+        };
+        Weigher {
+            g: self,
+            any_capability: capability.is_none(),
+            cover,
+            kappa_memo: vec![0; self.capsets.len()],
+            now_us,
+            half_life_us,
+        }
+    }
+}
+
+/// Computes edge weights for one query, memoising κ per capability set.
+pub(crate) struct Weigher<'g> {
+    g: &'g TrustGraph,
+    any_capability: bool,
+    /// Capability ids that cover the queried capability.
+    cover: Vec<u32>,
+    /// 0 unknown, 1 κ=0, 2 unscoped, 3 match.
+    kappa_memo: Vec<u8>,
+    now_us: i64,
+    half_life_us: i64,
+}
+
+impl Weigher<'_> {
+    fn kappa(&mut self, capset: u32) -> f64 {
+        if self.any_capability {
+            return KAPPA_MATCH;
+        }
+        let Some(slot) = self.kappa_memo.get_mut(capset as usize) else {
+            return 0.0;
+        };
+        if *slot == 0 {
+            let set = self.g.capsets.get(capset);
+            *slot = if set.is_empty() {
+                2
+            } else if set.iter().any(|c| self.cover.contains(c)) {
+                3
+            } else {
+                1
+            };
+        }
+        match *slot {
+            3 => KAPPA_MATCH,
+            2 => KAPPA_UNSCOPED,
+            _ => 0.0,
+        }
+    }
+
+    fn cond_ok(&self, c: &Cond) -> bool {
+        if self.now_us >= c.expires_at_us {
+            return false;
+        }
+        c.pin_service == NONE || self.g.current_cid.get(c.pin_service as usize) == Some(&c.pin_cid)
+    }
+
+    /// The weight of edge `e` for this query: zero if it is deleted, expired, lapsed or out
+    /// of scope.
+    #[inline]
+    pub(crate) fn weight(&mut self, e: u32) -> f64 {
+        let g = self.g;
+        let (strength, created, capset) = if e & OVERLAY_BIT != 0 {
+            let Some(o) = g.overlay.get((e & !OVERLAY_BIT) as usize) else {
+                return 0.0;
+            };
+            if !o.live || o.cond.is_some_and(|c| !self.cond_ok(&c)) {
+                return 0.0;
+            }
+            (o.strength, o.created_at_us, o.capset)
+        } else {
+            let i = e as usize;
+            if g.tomb_count > 0 && g.is_tombstoned(e) {
+                return 0.0;
+            }
+            let s = g.strength[i];
+            if s & COND_FLAG != 0 && g.conds.get(&e).is_some_and(|c| !self.cond_ok(c)) {
+                return 0.0;
+            }
+            (s & !COND_FLAG, g.created[i], g.capset[i])
+        };
+        let k = self.kappa(capset);
+        if k == 0.0 {
+            return 0.0;
+        }
+        base_weight(strength, created, self.now_us, self.half_life_us, k)
+    }
+}
+
+/// Re-keys a side table from input order to CSR order.
+fn remap<V>(map: IdMap<V>, inv: &[u32]) -> IdMap<V> {
+    map.into_iter().map(|(k, v)| (inv[k as usize], v)).collect()
+}
+
+fn permute<T: Copy>(v: &[T], perm: &[u32]) -> Vec<T> {
+    perm.iter().map(|&i| v[i as usize]).collect()
+}
+
+fn uri_string(author: &str, collection: &str, rkey: u64, odd: Option<&str>) -> String {
+    let r = match odd {
+        Some(s) => s.to_owned(),
+        None => tid_encode(rkey),
+    };
+    format!("at://{author}/{collection}/{r}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(author: &str, rkey: &str, subject: &str, caps: &[&str]) -> Endorsement {
+        Endorsement {
+            uri: format!("at://{author}/dev.guildhall.endorsement/{rkey}"),
+            cid: "bafyreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq".into(),
+            author: author.into(),
+            subject: subject.into(),
+            capabilities: caps.iter().map(|s| s.to_string()).collect(),
+            strength: 70,
+            created_at_us: 1_700_000_000_000_000,
+            expires_at_us: None,
+            pinned: None,
+        }
+    }
+
+    fn sorted(mut v: Vec<Endorsement>) -> Vec<Endorsement> {
+        v.sort_by(|a, b| a.uri.cmp(&b.uri));
+        v
+    }
+
+    #[test]
+    fn build_round_trips_every_field() {
+        let mut odd = e("did:plc:b", "self", "did:plc:a", &[]);
+        odd.cid = "bafkreiclp443lavogvhj3d2ob2cxbfuscni2k5jk7bebjzg7khl3esabwq".into();
+        odd.expires_at_us = Some(5);
+        odd.pinned = Some((
+            "at://did:plc:a/dev.guildhall.service/x".into(),
+            "bafyx".into(),
+        ));
+        let input = vec![
+            e(
+                "did:plc:a",
+                "3jzfcijpj2z2a",
+                "did:plc:b",
+                &["sms.send", "sms"],
+            ),
+            e("did:plc:a", "3jzfcijpj2z2b", "did:plc:c", &[]),
+            odd,
+            e("did:plc:c", "3jzfcijpj2z2c", "did:plc:a", &["email"]),
+        ];
+        let g = TrustGraph::build(&input, &BuildOptions::default());
+        assert!(g.is_ok(), "{g:?}");
+        let Ok(g) = g else { return };
+        let mut want = input.clone();
+        // Capability sets are stored sorted and deduplicated.
+        want[0].capabilities = vec!["sms".into(), "sms.send".into()];
+        assert_eq!(sorted(g.live_endorsements().collect()), sorted(want));
+        let s = g.stats();
+        assert_eq!(
+            (s.nodes, s.base_edges, s.tombstoned, s.overlay_edges),
+            (3, 4, 0, 0)
+        );
+        assert!(s.heap_bytes > 0);
+    }
+
+    #[test]
+    fn build_rejects_bad_input_and_drops_self() {
+        let dup = vec![
+            e("did:plc:a", "3jzfcijpj2z2a", "did:plc:b", &[]),
+            e("did:plc:a", "3jzfcijpj2z2a", "did:plc:c", &[]),
+        ];
+        assert!(matches!(
+            TrustGraph::build(&dup, &BuildOptions::default()),
+            Err(TrustError::DuplicateUri { .. })
+        ));
+        let dup_odd = vec![
+            e("did:plc:a", "x", "did:plc:b", &[]),
+            e("did:plc:a", "x", "did:plc:c", &[]),
+        ];
+        assert!(matches!(
+            TrustGraph::build(&dup_odd, &BuildOptions::default()),
+            Err(TrustError::DuplicateUri { .. })
+        ));
+        let not_dup = vec![
+            e("did:plc:a", "x", "did:plc:b", &[]),
+            e("did:plc:b", "x", "did:plc:c", &[]),
+        ];
+        assert!(TrustGraph::build(&not_dup, &BuildOptions::default()).is_ok());
+        let mut weak = e("did:plc:a", "x", "did:plc:b", &[]);
+        weak.strength = 0;
+        assert!(matches!(
+            TrustGraph::build([&weak], &BuildOptions::default()),
+            Err(TrustError::InvalidStrength { .. })
+        ));
+        let mut foreign = e("did:plc:a", "x", "did:plc:b", &[]);
+        foreign.author = "did:plc:z".into();
+        assert!(matches!(
+            TrustGraph::build([&foreign], &BuildOptions::default()),
+            Err(TrustError::BadUri { .. })
+        ));
+        let selfe = e("did:plc:a", "x", "did:plc:a", &[]);
+        let g = TrustGraph::build([&selfe], &BuildOptions::default());
+        assert_eq!(
+            g.map(|g| (g.stats().base_edges, g.stats().self_endorsements_dropped)),
+            Ok((0, 1))
+        );
+    }
+
+    #[test]
+    fn overlay_add_replace_remove_and_churn() {
+        let base: Vec<_> = (0..40)
+            .map(|i| e("did:plc:a", &format!("x{i}"), &format!("did:plc:s{i}"), &[]))
+            .collect();
+        let Ok(mut g) = TrustGraph::build(&base, &BuildOptions::default()) else {
+            panic!("build")
+        };
+        assert!(!g.needs_rebuild());
+        assert!(g.remove("at://did:plc:a/dev.guildhall.endorsement/x3"));
+        assert!(
+            !g.remove("at://did:plc:a/dev.guildhall.endorsement/x3"),
+            "already gone"
+        );
+        assert!(!g.remove("at://did:plc:q/dev.guildhall.endorsement/x3"));
+        assert!(!g.needs_rebuild(), "1/40 is not past 5%");
+        let mut upd = e("did:plc:a", "x4", "did:plc:new", &["sms"]);
+        assert_eq!(g.add(&upd), Ok(true));
+        upd.strength = 9;
+        assert_eq!(g.add(&upd), Ok(true), "replacing an overlay edge");
+        assert!(
+            g.needs_rebuild(),
+            "2 tombstones + 1 overlay edge of 40 is past 5%"
+        );
+        assert_eq!(g.add(&e("did:plc:n", "x", "did:plc:n", &[])), Ok(false));
+        let s = g.stats();
+        assert_eq!((s.tombstoned, s.overlay_edges), (2, 1));
+        let live: Vec<_> = g.live_endorsements().collect();
+        assert_eq!(live.len(), 39);
+        assert!(live.contains(&upd));
+        let Ok(r) = g.rebuilt() else {
+            panic!("rebuild")
+        };
+        assert!(!r.needs_rebuild());
+        assert_eq!(sorted(r.live_endorsements().collect()), sorted(live));
+    }
+
+    #[test]
+    fn without_cids_paths_carry_none() {
+        let opts = BuildOptions {
+            keep_cids: false,
+            ..BuildOptions::default()
+        };
+        let Ok(g) = TrustGraph::build([e("did:plc:a", "3jzfcijpj2z2a", "did:plc:b", &[])], &opts)
+        else {
+            panic!()
+        };
+        let r = g.edge_ref(0);
+        assert_eq!(r.cid, None);
+        assert_eq!(
+            r.uri,
+            "at://did:plc:a/dev.guildhall.endorsement/3jzfcijpj2z2a"
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! Ranking: the viewer's ≤2-hop frontier (best weight per node, fewest hops first), then a
+//! check of each candidate's in-edges against it, ordering, the sybil cap, and fallback.
+//!
+//! Definitions (the brute-force oracle in the tests uses exactly these):
+//! - distance(p): fewest hops of any simple path from the seed(s) to p with every edge weight
+//!   positive, if at most 3; 0 when p is a seed.
+//! - score(p): the largest product of edge weights among paths of exactly that many hops. A
+//!   longer path never raises the score, so the path shown always explains both numbers.
+//!   (Weights are at most 1, so the best walk of the fewest hops is a simple path.)
+//! - vouchers(p): distinct last-hop endorsers over all simple paths of at most 3 hops to p.
+//! - Ties between equal products go to the lexicographically smaller URI of the deciding edge,
+//!   so output never depends on input order or interning.
+
+use std::cmp::Ordering;
+
+use crate::graph::{IdMap, NONE, TrustGraph, Weigher};
+use crate::model::{Basis, CandidateProvider, RankOptions, Ranked, TrustPath, Vouchers};
+use crate::weight::to_ppm;
+
+/// Hop limit of every path.
+pub const MAX_HOPS: u8 = 3;
+
+/// How one node is reached from the seeds.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    dist: u8,
+    best: f64,
+    /// Last edge of the best path; `NONE` for a seed.
+    parent: u32,
+    /// Up to two distinct hop-1 intermediates of 2-hop paths to this node, so a voucher at
+    /// distance 2 can be checked for a route that avoids the candidate itself.
+    vias: [u32; 2],
+}
+
+struct Frontier {
+    map: IdMap<Reach>,
+}
+
+/// The outcome for one operator.
+#[derive(Debug, Clone)]
+struct Eval {
+    dist: u8,
+    best: f64,
+    /// Last edge of the best path; `NONE` at distance 0.
+    last: u32,
+    /// Sorted, distinct.
+    vouchers: Vec<u32>,
+}
+
+/// Whether (`val`, edge `e`) beats the current (`best`, edge `cur`).
+fn beats(g: &TrustGraph, val: f64, e: u32, best: f64, cur: u32) -> bool {
+    match val.partial_cmp(&best) {
+        Some(Ordering::Greater) => true,
+        Some(Ordering::Equal) => g.edge_uri(e) < g.edge_uri(cur),
+        _ => false,
+    }
+}
+
+impl Frontier {
+    /// Best reach of every node within two hops of `seeds`.
+    fn compute(g: &TrustGraph, w: &mut Weigher<'_>, seeds: &[u32]) -> Self {
+        let mut map = IdMap::default();
+        for &s in seeds {
+            map.insert(
+                s,
+                Reach {
+                    dist: 0,
+                    best: 1.0,
+                    parent: NONE,
+                    vias: [NONE; 2],
+                },
+            );
+        }
+        let mut layer1 = Vec::new();
+        for &s in seeds {
+            g.for_each_out(s, |t, e| {
+                if map.get(&t).is_some_and(|r: &Reach| r.dist == 0) {
+                    return;
+                }
+                let val = w.weight(e);
+                if val <= 0.0 {
+                    return;
+                }
+                match map.get_mut(&t) {
+                    Some(r) => {
+                        if beats(g, val, e, r.best, r.parent) {
+                            r.best = val;
+                            r.parent = e;
+                        }
+                    }
+                    None => {
+                        layer1.push(t);
+                        map.insert(
+                            t,
+                            Reach {
+                                dist: 1,
+                                best: val,
+                                parent: e,
+                                vias: [NONE; 2],
+                            },
+                        );
+                    }
+                }
+            });
+        }
+        for &x in &layer1 {
+            let bx = map.get(&x).map_or(0.0, |r| r.best);
+            g.for_each_out(x, |t, e| {
+                if map.get(&t).is_some_and(|r: &Reach| r.dist <= 1) {
+                    return;
+                }
+                let we = w.weight(e);
+                if we <= 0.0 {
+                    return;
+                }
+                let val = bx * we;
+                match map.get_mut(&t) {
+                    Some(r) => {
+                        if r.vias[0] != x && r.vias[1] == NONE {
+                            r.vias[1] = x;
+                        }
+                        if beats(g, val, e, r.best, r.parent) {
+                            r.best = val;
+                            r.parent = e;
+                        }
+                    }
+                    None => {
+                        map.insert(
+                            t,
+                            Reach {
+                                dist: 2,
+                                best: val,
+                                parent: e,
+                                vias: [x, NONE],
+                            },
+                        );
+                    }
+                }
+            });
+        }
+        Self { map }
+    }
+
+    /// Distance, score, last edge and vouchers of operator `p`, or `None` if no path of at
+    /// most three hops reaches it.
+    fn evaluate(&self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<Eval> {
+        if self.map.get(&p).is_some_and(|r| r.dist == 0) {
+            return Some(Eval {
+                dist: 0,
+                best: 1.0,
+                last: NONE,
+                vouchers: Vec::new(),
+            });
+        }
+        let mut best: Option<(u8, f64, u32)> = None;
+        let mut vouchers = Vec::new();
+        g.for_each_in(p, |u, e| {
+            let Some(r) = self.map.get(&u) else {
+                return;
+            };
+            if u == p {
+                return;
+            }
+            let we = w.weight(e);
+            if we <= 0.0 {
+                return;
+            }
+            if r.dist < 2 || r.vias.iter().any(|&x| x != NONE && x != p) {
+                vouchers.push(u);
+            }
+            let d = r.dist + 1;
+            let val = r.best * we;
+            let take = match best {
+                None => true,
+                Some((bd, bv, be)) => d < bd || (d == bd && beats(g, val, e, bv, be)),
+            };
+            if take {
+                best = Some((d, val, e));
+            }
+        });
+        let (dist, best, last) = best?;
+        vouchers.sort_unstable();
+        vouchers.dedup();
+        Some(Eval {
+            dist,
+            best,
+            last,
+            vouchers,
+        })
+    }
+
+    /// The edges of the best path ending with edge `last`, seed first.
+    fn path_edges(&self, g: &TrustGraph, last: u32) -> Vec<u32> {
+        let mut edges = Vec::with_capacity(usize::from(MAX_HOPS));
+        let mut e = last;
+        while e != NONE && edges.len() < usize::from(MAX_HOPS) {
+            edges.push(e);
+            e = self.map.get(&g.author_of(e)).map_or(NONE, |r| r.parent);
+        }
+        edges.reverse();
+        edges
+    }
+}
+
+/// Evaluations of operators against one frontier, memoised (services share operators).
+struct Evaluator {
+    frontier: Frontier,
+    memo: IdMap<Option<usize>>,
+    evals: Vec<Eval>,
+}
+
+impl Evaluator {
+    fn new(frontier: Frontier) -> Self {
+        Self {
+            frontier,
+            memo: IdMap::default(),
+            evals: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<usize> {
+        if let Some(&r) = self.memo.get(&p) {
+            return r;
+        }
+        let r = self.frontier.evaluate(g, w, p).map(|ev| {
+            self.evals.push(ev);
+            self.evals.len() - 1
+        });
+        self.memo.insert(p, r);
+        r
+    }
+}
+
+/// Which frontier an entry was scored against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Viewer,
+    Anchors,
+    Quality,
+}
+
+struct Entry {
+    candidate: usize,
+    source: Source,
+    eval: Option<usize>,
+}
+
+fn vouchers_of(g: &TrustGraph, ids: &[u32], sample: usize) -> Vouchers {
+    let mut dids: Vec<&str> = ids.iter().map(|&u| g.did(u)).collect();
+    if dids.len() > sample && sample > 0 {
+        dids.select_nth_unstable(sample - 1);
+    }
+    dids.truncate(sample);
+    dids.sort_unstable();
+    Vouchers {
+        count: u32::try_from(ids.len()).unwrap_or(u32::MAX),
+        sample: dids.into_iter().map(str::to_owned).collect(),
+    }
+}
+
+impl TrustGraph {
+    /// Ranks `candidates` for `viewer` and `capability` at time `now_us`.
+    ///
+    /// Order: candidates reached from the viewer (`Basis::Graph`) by distance ascending, score
+    /// descending, voucher count descending; then candidates reached only from the anchors
+    /// (`Basis::Fallback` with a distance), same key; then the rest (`Basis::Fallback`, no
+    /// distance) by `quality_ppm` descending; ties by operator DID, service URI, index. Then
+    /// the sybil cap: within the first `sybil_window` results at most `sybil_per_endorser`
+    /// may share a last-hop endorser other than the viewer or an anchor; the excess moves to
+    /// just below the window, order otherwise kept.
+    pub fn rank(
+        &self,
+        viewer: Option<&str>,
+        capability: Option<&str>,
+        candidates: &[CandidateProvider],
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> Vec<Ranked> {
+        let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let mut by_viewer = viewer
+            .and_then(|v| self.node(v))
+            .map(|v| Evaluator::new(Frontier::compute(self, &mut w, &[v])));
+        let mut anchors: Vec<u32> = opts.anchors.iter().filter_map(|a| self.node(a)).collect();
+        anchors.sort_unstable();
+        anchors.dedup();
+        let mut by_anchors: Option<Evaluator> = None;
+
+        let mut entries = Vec::with_capacity(candidates.len());
+        for (i, c) in candidates.iter().enumerate() {
+            let node = self.node(&c.operator);
+            let mut entry = Entry {
+                candidate: i,
+                source: Source::Quality,
+                eval: None,
+            };
+            if let (Some(p), Some(ev)) = (node, by_viewer.as_mut()) {
+                entry.eval = ev.get(self, &mut w, p);
+                entry.source = Source::Viewer;
+            }
+            if entry.eval.is_none()
+                && let Some(p) = node
+                && !anchors.is_empty()
+            {
+                let ev = by_anchors.get_or_insert_with(|| {
+                    Evaluator::new(Frontier::compute(self, &mut w, &anchors))
+                });
+                entry.eval = ev.get(self, &mut w, p);
+                entry.source = Source::Anchors;
+            }
+            if entry.eval.is_none() {
+                entry.source = Source::Quality;
+            }
+            entries.push(entry);
+        }
+
+        let eval_of = |e: &Entry| -> Option<&Eval> {
+            let ev = match e.source {
+                Source::Viewer => by_viewer.as_ref(),
+                Source::Anchors => by_anchors.as_ref(),
+                Source::Quality => None,
+            }?;
+            ev.evals.get(e.eval?)
+        };
+        let group = |s: Source| match s {
+            Source::Viewer => 0u8,
+            Source::Anchors => 1,
+            Source::Quality => 2,
+        };
+        entries.sort_by(|a, b| {
+            let (ca, cb) = (&candidates[a.candidate], &candidates[b.candidate]);
+            let mut o = group(a.source).cmp(&group(b.source));
+            if o == Ordering::Equal {
+                o = match (eval_of(a), eval_of(b)) {
+                    (Some(x), Some(y)) => x
+                        .dist
+                        .cmp(&y.dist)
+                        .then(y.best.total_cmp(&x.best))
+                        .then(y.vouchers.len().cmp(&x.vouchers.len())),
+                    _ => cb.quality_ppm.cmp(&ca.quality_ppm),
+                };
+            }
+            o.then_with(|| ca.operator.cmp(&cb.operator))
+                .then_with(|| ca.service.cmp(&cb.service))
+                .then(a.candidate.cmp(&b.candidate))
+        });
+
+        // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt.
+        let endorser = |e: &Entry| -> Option<u32> {
+            eval_of(e)
+                .filter(|ev| ev.dist >= 2)
+                .map(|ev| self.author_of(ev.last))
+        };
+        let mut window = Vec::with_capacity(opts.sybil_window);
+        let mut demoted = Vec::new();
+        let mut counts: IdMap<usize> = IdMap::default();
+        let mut rest = entries.into_iter();
+        while window.len() < opts.sybil_window {
+            let Some(e) = rest.next() else {
+                break;
+            };
+            match endorser(&e) {
+                Some(u) => {
+                    let n = counts.entry(u).or_insert(0);
+                    if *n >= opts.sybil_per_endorser {
+                        demoted.push(e);
+                    } else {
+                        *n += 1;
+                        window.push(e);
+                    }
+                }
+                None => window.push(e),
+            }
+        }
+        let ordered = window.into_iter().chain(demoted).chain(rest);
+
+        ordered
+            .map(|e| {
+                let ev = eval_of(&e);
+                let frontier = match e.source {
+                    Source::Viewer => by_viewer.as_ref(),
+                    Source::Anchors => by_anchors.as_ref(),
+                    Source::Quality => None,
+                };
+                let path = match (ev, frontier) {
+                    (Some(ev), Some(f)) if ev.last != NONE => f
+                        .frontier
+                        .path_edges(self, ev.last)
+                        .into_iter()
+                        .map(|x| self.edge_ref(x))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                Ranked {
+                    candidate: e.candidate,
+                    distance: ev.map(|x| x.dist),
+                    score_ppm: ev.map_or(0, |x| to_ppm(x.best)),
+                    path,
+                    vouchers: ev.map_or_else(Vouchers::default, |x| {
+                        vouchers_of(self, &x.vouchers, opts.voucher_sample)
+                    }),
+                    basis: if e.source == Source::Viewer {
+                        Basis::Graph
+                    } else {
+                        Basis::Fallback
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The best path of at most three hops from `from` to `to` (fewest hops, then largest
+    /// product), for getTrustPath. `None` if there is none or either DID is unknown.
+    pub fn path(
+        &self,
+        from: &str,
+        to: &str,
+        capability: Option<&str>,
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> Option<TrustPath> {
+        let a = self.node(from)?;
+        let b = self.node(to)?;
+        let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let f = Frontier::compute(self, &mut w, &[a]);
+        let ev = f.evaluate(self, &mut w, b)?;
+        let edges = if ev.last == NONE {
+            Vec::new()
+        } else {
+            f.path_edges(self, ev.last)
+                .into_iter()
+                .map(|x| self.edge_ref(x))
+                .collect()
+        };
+        Some(TrustPath {
+            distance: ev.dist,
+            score_ppm: to_ppm(ev.best),
+            edges,
+            vouchers: vouchers_of(self, &ev.vouchers, opts.voucher_sample),
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Edge weights: strength × age decay × capability scope, and the capability match rule.
+//!
+//! Capability match: an endorsement capability `e` covers a queried capability `c` when
+//! `e == c` or `c` starts with `e` followed by `.` (so `sms` covers `sms.send` and
+//! `sms.send.us`, but `sms.send` does not cover `sms`, and `sms` does not cover `smsx`).
+//! Comparison is byte-exact: capability ids are NSID-like and case-sensitive.
+
+use crate::model::Endorsement;
+
+/// κ when the endorsement names (or covers) the queried capability.
+pub const KAPPA_MATCH: f64 = 1.0;
+/// κ for an unscoped endorsement.
+pub const KAPPA_UNSCOPED: f64 = 0.5;
+
+/// Whether endorsement capability `endorsed` covers the queried capability `query`.
+pub fn capability_covers(endorsed: &str, query: &str) -> bool {
+    match query.strip_prefix(endorsed) {
+        Some("") => true,
+        Some(rest) => !endorsed.is_empty() && rest.starts_with('.'),
+        None => false,
+    }
+}
+
+/// The capability ids an endorsement must name to cover `query`: every `.`-prefix of it.
+pub(crate) fn covering_prefixes(query: &str) -> impl Iterator<Item = &str> {
+    query
+        .match_indices('.')
+        .map(move |(i, _)| &query[..i])
+        .chain(std::iter::once(query))
+}
+
+/// κ(scope, capability). With no queried capability every endorsement counts fully.
+pub fn kappa<S: AsRef<str>>(capabilities: &[S], query: Option<&str>) -> f64 {
+    let Some(q) = query else {
+        return KAPPA_MATCH;
+    };
+    if capabilities.is_empty() {
+        KAPPA_UNSCOPED
+    } else if capabilities
+        .iter()
+        .any(|e| capability_covers(e.as_ref(), q))
+    {
+        KAPPA_MATCH
+    } else {
+        0.0
+    }
+}
+
+/// strength/100 · 2^(−age/τ) · κ. Age is clamped at zero (a record dated in the future is
+/// treated as brand new), and a non-positive τ disables decay.
+pub fn base_weight(
+    strength: u8,
+    created_at_us: i64,
+    now_us: i64,
+    half_life_us: i64,
+    kappa: f64,
+) -> f64 {
+    let decay = if half_life_us > 0 {
+        let age = now_us.saturating_sub(created_at_us).max(0) as f64;
+        (-age / half_life_us as f64).exp2()
+    } else {
+        1.0
+    };
+    f64::from(strength) / 100.0 * decay * kappa
+}
+
+/// The weight of one endorsement, from its plain record: zero when it is a self-endorsement,
+/// out of range, expired, or pinned to a service CID other than `current_service_cid`.
+/// The graph computes the same number from its compact form; this is the reference.
+pub fn endorsement_weight(
+    e: &Endorsement,
+    capability: Option<&str>,
+    now_us: i64,
+    half_life_us: i64,
+    current_service_cid: Option<&str>,
+) -> f64 {
+    if e.author == e.subject || !(1..=100).contains(&e.strength) {
+        return 0.0;
+    }
+    if e.expires_at_us.is_some_and(|x| now_us >= x) {
+        return 0.0;
+    }
+    if let Some((_, pinned_cid)) = &e.pinned
+        && current_service_cid != Some(pinned_cid.as_str())
+    {
+        return 0.0;
+    }
+    base_weight(
+        e.strength as u8,
+        e.created_at_us,
+        now_us,
+        half_life_us,
+        kappa(&e.capabilities, capability),
+    )
+}
+
+/// A weight in parts per million, rounded, clamped to `0..=1_000_000`.
+pub fn to_ppm(w: f64) -> u32 {
+    if w.is_nan() || w <= 0.0 {
+        0
+    } else {
+        (w.min(1.0) * 1e6).round() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_rule() {
+        assert!(capability_covers("sms.send", "sms.send"));
+        assert!(capability_covers("sms", "sms.send"));
+        assert!(capability_covers("sms", "sms.send.us"));
+        assert!(!capability_covers("sms.send", "sms"));
+        assert!(!capability_covers("sms", "smsx.send"));
+        assert!(!capability_covers("sms.sen", "sms.send"));
+        assert!(!capability_covers("", "sms"));
+        assert_eq!(
+            covering_prefixes("a.b.c").collect::<Vec<_>>(),
+            ["a", "a.b", "a.b.c"]
+        );
+        assert_eq!(covering_prefixes("abc").collect::<Vec<_>>(), ["abc"]);
+    }
+
+    #[test]
+    fn kappa_values() {
+        let none: [&str; 0] = [];
+        assert_eq!(kappa(&["sms"], Some("sms.send")), 1.0);
+        assert_eq!(kappa(&none, Some("sms.send")), 0.5);
+        assert_eq!(kappa(&["email"], Some("sms.send")), 0.0);
+        assert_eq!(kappa(&["email"], None), 1.0);
+    }
+
+    #[test]
+    fn decay_halves_per_half_life() {
+        let t = YEAR;
+        assert_eq!(base_weight(100, 0, 0, t, 1.0), 1.0);
+        assert!((base_weight(100, 0, t, t, 1.0) - 0.5).abs() < 1e-12);
+        assert!((base_weight(50, 0, 2 * t, t, 0.5) - 0.0625).abs() < 1e-12);
+        assert_eq!(
+            base_weight(80, 10, 0, t, 1.0),
+            0.8,
+            "future-dated counts as new"
+        );
+        assert_eq!(to_ppm(0.5), 500_000);
+        assert_eq!(to_ppm(-1.0), 0);
+        assert_eq!(to_ppm(2.0), 1_000_000);
+    }
+
+    const YEAR: i64 = crate::model::YEAR_US;
+}
