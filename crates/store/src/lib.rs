@@ -1,1 +1,283 @@
 //! Guildhall's storage: SQLite and PostgreSQL through sqlx, one schema, one test suite.
+//!
+//! The store is the only place SQL lives. Writes arrive as a [`Batch`] applied in one
+//! transaction together with the firehose cursor; reads hide everything owned by an operator
+//! whose account is not active (rows stay, so reactivation restores them).
+//! Sync-state reads ([`Store::cursor`], [`Store::repo`], [`Store::record`],
+//! [`Store::list_records`], [`Store::operator_status`]) are not filtered by account status.
+
+mod amount;
+mod error;
+mod ops;
+mod types;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use amount::amount_to_nanos;
+pub use error::StoreError;
+pub use ops::{DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_WORDS, query_words};
+pub use types::*;
+
+/// Default cap of [`Store::search_candidates`] callers are expected to use.
+pub const DEFAULT_CANDIDATE_CAP: usize = 5_000;
+
+const SQLITE_INIT: &str = include_str!("../../../migrations/sqlite/0001_init.sql");
+const POSTGRES_INIT: &str = include_str!("../../../migrations/postgres/0001_init.sql");
+
+/// Handle to the index database. Cheap to clone (pools are shared).
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// The two supported databases.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `ops::<backend>::$f(pool, args...)` on whichever backend the store has.
+macro_rules! dispatch {
+    ($self:ident . $f:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(p) => ops::sqlite::$f(p $(, $arg)*).await,
+            Backend::Postgres(p) => ops::pg::$f(p $(, $arg)*).await,
+        }
+    };
+}
+
+fn migrator(sql: &'static str) -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )])
+}
+
+impl Store {
+    /// Opens (and migrates) a store.
+    ///
+    /// `postgres://` or `postgresql://` URLs select PostgreSQL; a `sqlite:` URL or a plain
+    /// path selects SQLite, creating the file on first run (WAL, busy timeout, foreign keys).
+    pub async fn open(url_or_path: &str) -> Result<Store, StoreError> {
+        let backend = if url_or_path.starts_with("postgres://")
+            || url_or_path.starts_with("postgresql://")
+        {
+            let opts =
+                PgConnectOptions::from_str(url_or_path).map_err(StoreError::InvalidLocation)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(StoreError::Connect)?;
+            Backend::Postgres(pool)
+        } else {
+            let opts = if url_or_path.starts_with("sqlite:") {
+                SqliteConnectOptions::from_str(url_or_path).map_err(StoreError::InvalidLocation)?
+            } else {
+                SqliteConnectOptions::new().filename(url_or_path)
+            };
+            let in_memory = url_or_path.contains(":memory:") || url_or_path.contains("mode=memory");
+            let opts = opts
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL makes NORMAL durable against application crashes; an OS crash may lose
+                // the last commits, which the firehose cursor replays.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                // Each in-memory connection would be a separate database.
+                .max_connections(if in_memory { 1 } else { 4 })
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(StoreError::Connect)?;
+            Backend::Sqlite(pool)
+        };
+        let store = Store { backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending schema migrations; a no-op when up to date.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(p) => migrator(SQLITE_INIT).run(p).await,
+            Backend::Postgres(p) => migrator(POSTGRES_INIT).run(p).await,
+        }
+        .map_err(StoreError::Migrate)
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes all connections; later calls fail.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Applies every change and the cursor in one transaction: all or nothing.
+    ///
+    /// Upserts are idempotent, so replaying a batch leaves the same state. Consecutive
+    /// upserts are written with multi-row statements; within such a run the last write to a
+    /// URI wins.
+    pub async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+        dispatch!(self.apply(batch))
+    }
+
+    /// Adds DIDs to the backfill queue as pending (already known DIDs are left alone).
+    pub async fn enqueue_backfill(&self, dids: &[String]) -> Result<(), StoreError> {
+        dispatch!(self.enqueue_backfill(dids))
+    }
+
+    /// Up to `limit` DIDs whose backfill is pending, in DID order.
+    pub async fn backfill_pending(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.backfill_pending(limit))
+    }
+
+    /// Stored firehose cursor of `source`.
+    pub async fn cursor(&self, source: &str) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.cursor(source))
+    }
+
+    /// Sync state of a repo.
+    pub async fn repo(&self, did: &str) -> Result<Option<RepoRow>, StoreError> {
+        dispatch!(self.repo(did))
+    }
+
+    /// An active operator.
+    pub async fn operator(&self, did: &str) -> Result<Option<OperatorRow>, StoreError> {
+        dispatch!(self.operator(did))
+    }
+
+    /// Account status of any known DID (sync state: not filtered).
+    pub async fn operator_status(&self, did: &str) -> Result<Option<OperatorStatus>, StoreError> {
+        dispatch!(self.operator_status_of(did))
+    }
+
+    /// The active operator whose verified handle this is (case-insensitive).
+    pub async fn operator_by_handle(
+        &self,
+        handle: &str,
+    ) -> Result<Option<OperatorRow>, StoreError> {
+        dispatch!(self.operator_by_handle(handle))
+    }
+
+    /// A raw record (sync state: not filtered).
+    pub async fn record(&self, uri: &str) -> Result<Option<RecordRow>, StoreError> {
+        dispatch!(self.record(uri))
+    }
+
+    /// `(uri, cid)` of a repo's records in one collection, by rkey (sync state: not filtered).
+    pub async fn list_records(
+        &self,
+        did: &str,
+        collection: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.list_records(did, collection))
+    }
+
+    /// One page of visible services matching `query`, ordered by URI.
+    pub async fn search_services(
+        &self,
+        query: &ServiceQuery,
+    ) -> Result<Vec<ServiceHit>, StoreError> {
+        dispatch!(self.search_services(query))
+    }
+
+    /// All visible services matching `query` (its `limit` is ignored, `after` applies), up to
+    /// `cap`, with the fields ranking needs.
+    pub async fn search_candidates(
+        &self,
+        query: &ServiceQuery,
+        cap: usize,
+    ) -> Result<CandidateSet, StoreError> {
+        dispatch!(self.search_candidates(query, cap))
+    }
+
+    /// A visible service with its capabilities, regions, prices and tags.
+    pub async fn service(&self, uri: &str) -> Result<Option<ServiceRow>, StoreError> {
+        dispatch!(self.service(uri))
+    }
+
+    /// An operator's visible services, by URI.
+    pub async fn services_of(&self, did: &str) -> Result<Vec<ServiceRow>, StoreError> {
+        dispatch!(self.services_of(did))
+    }
+
+    /// Visible endorsements written by `did`, newest first; pass the returned cursor back.
+    pub async fn endorsements_by_author(
+        &self,
+        did: &str,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<EndorsementPage, StoreError> {
+        dispatch!(self.endorsements_by_author(did, cursor, limit))
+    }
+
+    /// Visible endorsements naming `did` as subject, newest first.
+    pub async fn endorsements_of_subject(
+        &self,
+        did: &str,
+        cursor: Option<i64>,
+        limit: u32,
+    ) -> Result<EndorsementPage, StoreError> {
+        dispatch!(self.endorsements_of_subject(did, cursor, limit))
+    }
+
+    /// Visible endorsements given and received by `did`.
+    pub async fn endorsement_counts(&self, did: &str) -> Result<EndorsementCounts, StoreError> {
+        dispatch!(self.endorsement_counts(did))
+    }
+
+    /// Every visible endorsement (active author and subject), oldest first: the trust graph.
+    pub async fn all_endorsements(&self) -> Result<Vec<EndorsementRow>, StoreError> {
+        dispatch!(self.all_endorsements())
+    }
+
+    /// Capabilities of visible services with how many services offer each, most common first.
+    pub async fn capabilities(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self.capabilities())
+    }
+
+    /// `(uri, cid)` of every visible service, by URI (for pinned-endorsement checks).
+    pub async fn service_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.service_cids())
+    }
+
+    /// The latest rejections, newest first.
+    pub async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>, StoreError> {
+        dispatch!(self.rejections(limit))
+    }
+
+    /// Rejections per reason, most common first.
+    pub async fn rejection_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self.rejection_counts())
+    }
+
+    /// Counts for the status endpoint.
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        dispatch!(self.stats())
+    }
+}

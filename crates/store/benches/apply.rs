@@ -1,0 +1,2 @@
+//! Write-path throughput benchmark (placeholder until the bench lands).
+fn main() {}

@@ -1,0 +1,1260 @@
+//! Backend-neutral SQL: one macro body instantiated for SQLite and for PostgreSQL, so both
+//! run the same statements with concrete sqlx types (numbered `$n` parameters work on both).
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::types::{ServiceQuery, ServiceRow};
+
+/// Most words of `q` that become SQL conditions; the rest are ignored (bounds query size).
+pub const MAX_QUERY_WORDS: usize = 16;
+/// Largest page of [`crate::Store::search_services`] and endorsement listings.
+pub const MAX_PAGE: u32 = 1000;
+/// Page size when the caller passes 0.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Bind parameters stay under SQLite's 32766 and PostgreSQL's 65535 limits.
+const MAX_PARAMS: usize = 30_000;
+/// Rows per multi-row statement; full chunks reuse one prepared statement.
+const MAX_ROWS: usize = 500;
+
+/// One bind parameter of a dynamically assembled statement.
+pub(crate) enum Arg<'a> {
+    Text(Cow<'a, str>),
+    OptText(Option<&'a str>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Bool(bool),
+    Bytes(&'a [u8]),
+}
+
+/// `($1,$2),($3,$4)` for `rows` rows of `cols` columns.
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            n += 1;
+            s.push('$');
+            s.push_str(&n.to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// Rows per statement for `cols` columns.
+pub(crate) fn rows_per_statement(cols: usize) -> usize {
+    (MAX_PARAMS / cols.max(1)).clamp(1, MAX_ROWS)
+}
+
+/// Unix milliseconds; a clock before 1970 reads as 0.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The lower-cased text the `q` filter searches: name, description, tags, capabilities,
+/// separated by whitespace so no query word can span two fields.
+pub(crate) fn search_text(s: &ServiceRow) -> String {
+    let mut t = String::new();
+    t.push_str(&s.name);
+    t.push('\n');
+    if let Some(d) = &s.description {
+        t.push_str(d);
+    }
+    for tag in &s.tags {
+        t.push('\n');
+        t.push_str(tag);
+    }
+    for cap in &s.capabilities {
+        t.push('\n');
+        t.push_str(cap);
+    }
+    t.to_lowercase()
+}
+
+/// The distinct lower-cased words of `q` that are searched for.
+pub fn query_words(q: Option<&str>) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in q.unwrap_or("").split_whitespace() {
+        let w = w.to_lowercase();
+        if !words.contains(&w) {
+            words.push(w);
+        }
+        if words.len() == MAX_QUERY_WORDS {
+            break;
+        }
+    }
+    words
+}
+
+/// Effective page size for a requested limit.
+pub(crate) fn page_size(limit: u32) -> u32 {
+    match limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+/// Assembles the discovery query: `SELECT <select> FROM services s WHERE ... ORDER BY s.uri
+/// LIMIT <limit>`. Only fixed fragments and placeholders enter the text; every value is bound.
+pub(crate) fn build_search<'a>(
+    query: &'a ServiceQuery,
+    select: &str,
+    is_pg: bool,
+    limit: i64,
+) -> (String, Vec<Arg<'a>>) {
+    let mut args: Vec<Arg<'a>> = Vec::new();
+    let mut sql = format!(
+        "SELECT {select} FROM services s WHERE {}",
+        crate::ops::SVC_VISIBLE
+    );
+    let mut push = |sql: &mut String, fragment: &str, arg: Arg<'a>| {
+        args.push(arg);
+        // Fragments carry `{}` where the parameter number goes.
+        sql.push_str(&fragment.replace("{}", &format!("${}", args.len())));
+    };
+    if let Some(after) = &query.after {
+        push(&mut sql, " AND s.uri > {}", Arg::Text(Cow::Borrowed(after)));
+    }
+    for cap in &query.capabilities {
+        push(
+            &mut sql,
+            " AND s.uri IN (SELECT c.uri FROM service_capabilities c WHERE c.capability = {})",
+            Arg::Text(Cow::Borrowed(cap)),
+        );
+    }
+    if let Some(region) = &query.region {
+        push(
+            &mut sql,
+            " AND s.uri IN (SELECT r.uri FROM service_regions r WHERE r.region = {})",
+            Arg::Text(Cow::Borrowed(region)),
+        );
+    }
+    if query.max_price_nanos.is_some() || query.currency.is_some() || query.pricing_model.is_some()
+    {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM service_prices p WHERE p.uri = s.uri");
+        if let Some(cur) = &query.currency {
+            push(
+                &mut sql,
+                " AND p.currency = {}",
+                Arg::Text(Cow::Borrowed(cur)),
+            );
+        }
+        if let Some(model) = &query.pricing_model {
+            push(
+                &mut sql,
+                " AND p.model = {}",
+                Arg::Text(Cow::Borrowed(model)),
+            );
+        }
+        if let Some(max) = query.max_price_nanos {
+            push(&mut sql, " AND p.amount_nanos <= {}", Arg::Int(max));
+        }
+        sql.push(')');
+    }
+    if let Some(max) = query.max_latency_ms {
+        push(&mut sql, " AND s.latency_p95_ms <= {}", Arg::Int(max));
+    }
+    if let Some(min) = query.min_availability_bp {
+        push(&mut sql, " AND s.availability_bp >= {}", Arg::Int(min));
+    }
+    let contains = if is_pg {
+        " AND strpos(s.search_text, {}) > 0"
+    } else {
+        " AND instr(s.search_text, {}) > 0"
+    };
+    for w in query_words(query.q.as_deref()) {
+        push(&mut sql, contains, Arg::Text(Cow::Owned(w)));
+    }
+    push(&mut sql, " ORDER BY s.uri LIMIT {}", Arg::Int(limit));
+    (sql, args)
+}
+
+/// Visibility of a service row `s`: its operator is unknown or active.
+pub(crate) const SVC_VISIBLE: &str =
+    "NOT EXISTS (SELECT 1 FROM operators o WHERE o.did = s.did AND o.status <> 'active')";
+
+/// Literal form of [`SVC_VISIBLE`] for `concat!`.
+macro_rules! svc_visible {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM operators o WHERE o.did = s.did AND o.status <> 'active')"
+    };
+}
+
+/// Visibility of an endorsement row `e`: author and subject both active or unknown.
+macro_rules! endo_visible {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM operators o WHERE o.did = e.author AND o.status <> 'active') \
+         AND NOT EXISTS (SELECT 1 FROM operators o2 WHERE o2.did = e.subject AND o2.status <> 'active')"
+    };
+}
+
+/// Columns of an endorsement row `e`, in the order [`endorsement_from_row`]s read them.
+macro_rules! endo_cols {
+    () => {
+        "e.id, e.uri, e.author, e.rkey, e.cid, e.subject, e.service_uri, e.service_cid, \
+         e.strength, e.comment, e.created_at, e.expires_at"
+    };
+}
+
+/// Columns of a service row `s` for [`crate::types::ServiceHit`].
+pub(crate) const HIT_COLS: &str = "s.uri, s.did, s.cid, s.name, s.description, s.version, \
+     s.created_at, s.latency_p95_ms, s.availability_bp, s.success_rate_bp, s.record_json";
+
+/// Columns of a service row `s` for [`crate::types::ServiceCandidate`].
+pub(crate) const CANDIDATE_COLS: &str =
+    "s.uri, s.did, s.cid, s.created_at, s.latency_p95_ms, s.availability_bp, s.success_rate_bp";
+
+macro_rules! backend_ops {
+    ($Db:ty, $Conn:ty, $Pool:ty, $is_pg:expr) => {
+        use std::borrow::Cow;
+        use std::collections::{BTreeSet, HashMap, HashSet};
+
+        use sqlx::{AssertSqlSafe, Row as _};
+
+        use crate::error::{StoreError, q};
+        use crate::ops::{
+            Arg, CANDIDATE_COLS, HIT_COLS, build_search, now_ms, page_size, placeholders,
+            rows_per_statement, search_text,
+        };
+        use crate::types::*;
+
+        type Db = $Db;
+        type Conn = $Conn;
+        type Pool = $Pool;
+        type Args = <Db as sqlx::Database>::Arguments;
+        type DbRow = <Db as sqlx::Database>::Row;
+        const IS_PG: bool = $is_pg;
+
+        fn bind_one<'q>(
+            query: sqlx::query::Query<'q, Db, Args>,
+            arg: &Arg<'_>,
+        ) -> sqlx::query::Query<'q, Db, Args> {
+            match arg {
+                Arg::Text(s) => query.bind(s.as_ref().to_owned()),
+                Arg::OptText(s) => query.bind(s.map(str::to_owned)),
+                Arg::Int(i) => query.bind(*i),
+                Arg::OptInt(i) => query.bind(*i),
+                Arg::Bool(b) => query.bind(*b),
+                Arg::Bytes(b) => query.bind(b.to_vec()),
+            }
+        }
+
+        async fn exec_dyn(c: &mut Conn, sql: String, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for a in args {
+                query = bind_one(query, a);
+            }
+            Ok(query.execute(&mut *c).await.map_err(q)?.rows_affected())
+        }
+
+        async fn fetch_dyn(pool: &Pool, sql: String, args: &[Arg<'_>]) -> Result<Vec<DbRow>, StoreError> {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for a in args {
+                query = bind_one(query, a);
+            }
+            query.fetch_all(pool).await.map_err(q)
+        }
+
+        /// `head VALUES (...),(...) tail` in chunks.
+        async fn insert_rows(
+            c: &mut Conn,
+            head: &str,
+            cols: usize,
+            rows: &[Vec<Arg<'_>>],
+            tail: &str,
+        ) -> Result<(), StoreError> {
+            for chunk in rows.chunks(rows_per_statement(cols)) {
+                let sql = format!("{head} VALUES {} {tail}", placeholders(chunk.len(), cols));
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for row in chunk {
+                    for a in row {
+                        query = bind_one(query, a);
+                    }
+                }
+                query.execute(&mut *c).await.map_err(q)?;
+            }
+            Ok(())
+        }
+
+        /// `head (<keys>) tail` in chunks, e.g. `DELETE FROM t WHERE uri IN`.
+        async fn with_keys(c: &mut Conn, head: &str, keys: &[&str], tail: &str) -> Result<(), StoreError> {
+            for chunk in keys.chunks(rows_per_statement(1)) {
+                let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(",");
+                let sql = format!("{head} ({list}){tail}");
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for k in chunk {
+                    query = query.bind((*k).to_owned());
+                }
+                query.execute(&mut *c).await.map_err(q)?;
+            }
+            Ok(())
+        }
+
+        fn text(row: &DbRow, i: usize) -> Result<String, StoreError> {
+            row.try_get::<String, _>(i).map_err(q)
+        }
+        fn opt_text(row: &DbRow, i: usize) -> Result<Option<String>, StoreError> {
+            row.try_get::<Option<String>, _>(i).map_err(q)
+        }
+        fn int(row: &DbRow, i: usize) -> Result<i64, StoreError> {
+            row.try_get::<i64, _>(i).map_err(q)
+        }
+        fn opt_int(row: &DbRow, i: usize) -> Result<Option<i64>, StoreError> {
+            row.try_get::<Option<i64>, _>(i).map_err(q)
+        }
+
+        // ---------------------------------------------------------------- write path
+
+        pub(crate) async fn apply(pool: &Pool, batch: &Batch) -> Result<(), StoreError> {
+            let mut tx = if IS_PG {
+                pool.begin().await.map_err(q)?
+            } else {
+                // Take the write lock up front so busy_timeout applies instead of a lock upgrade failing.
+                pool.begin_with("BEGIN IMMEDIATE").await.map_err(q)?
+            };
+            let now = now_ms();
+            let mut run: Vec<(&RecordRow, Option<&IndexRow>)> = Vec::new();
+            for change in &batch.changes {
+                if let Change::UpsertRecord(rec, idx) = change {
+                    run.push((rec, idx.as_ref()));
+                    continue;
+                }
+                flush_upserts(&mut tx, &mut run, now).await?;
+                apply_one(&mut tx, change, now).await?;
+            }
+            flush_upserts(&mut tx, &mut run, now).await?;
+            if let Some((source, seq)) = &batch.cursor {
+                sqlx::query(
+                    "INSERT INTO cursors (source, seq, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                )
+                .bind(source.as_str())
+                .bind(*seq)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(q)?;
+            }
+            tx.commit().await.map_err(q)
+        }
+
+        async fn apply_one(c: &mut Conn, change: &Change, now: i64) -> Result<(), StoreError> {
+            match change {
+                // Batched by the caller; never reaches here.
+                Change::UpsertRecord(..) => Ok(()),
+                Change::DeleteRecord { uri } => delete_record(c, uri, now).await,
+                Change::DeleteRepoRecords { did } => delete_repo_records(c, did, now).await,
+                Change::SetRepo(r) => {
+                    sqlx::query(
+                        "INSERT INTO repos (did, rev, data_cid, status, tracked_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (did) DO UPDATE SET \
+                         rev = excluded.rev, data_cid = excluded.data_cid, status = excluded.status, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(r.did.as_str())
+                    .bind(r.rev.as_deref())
+                    .bind(r.data_cid.as_deref())
+                    .bind(r.status.as_str())
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(q)?;
+                    Ok(())
+                }
+                Change::Account { did, status } => {
+                    sqlx::query(
+                        "INSERT INTO operators (did, status, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+                    )
+                    .bind(did.as_str())
+                    .bind(status.as_str())
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(q)?;
+                    if *status == OperatorStatus::Deleted {
+                        delete_repo_records(c, did, now).await?;
+                        sqlx::query("DELETE FROM repos WHERE did = $1")
+                            .bind(did.as_str())
+                            .execute(&mut *c)
+                            .await
+                            .map_err(q)?;
+                        sqlx::query("DELETE FROM backfill WHERE did = $1")
+                            .bind(did.as_str())
+                            .execute(&mut *c)
+                            .await
+                            .map_err(q)?;
+                    }
+                    Ok(())
+                }
+                Change::Identity { did, handle, verified } => {
+                    sqlx::query(
+                        "INSERT INTO operators (did, handle, handle_verified, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, \
+                         handle_verified = excluded.handle_verified, updated_at = excluded.updated_at",
+                    )
+                    .bind(did.as_str())
+                    .bind(handle.as_ref().map(|h| h.to_lowercase()))
+                    .bind(*verified)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(q)?;
+                    Ok(())
+                }
+                Change::Reject(r) => {
+                    sqlx::query(
+                        "INSERT INTO rejections (uri, cid, collection, reason, detail, rejected_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uri, cid, reason) DO NOTHING",
+                    )
+                    .bind(r.uri.as_str())
+                    .bind(r.cid.as_deref().unwrap_or(""))
+                    .bind(r.collection.as_str())
+                    .bind(r.reason.as_str())
+                    .bind(r.detail.as_deref())
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(q)?;
+                    Ok(())
+                }
+                Change::BackfillDone { did } => {
+                    sqlx::query(
+                        "INSERT INTO backfill (did, status, updated_at) VALUES ($1, 'done', $2) \
+                         ON CONFLICT (did) DO UPDATE SET status = 'done', updated_at = excluded.updated_at",
+                    )
+                    .bind(did.as_str())
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(q)?;
+                    Ok(())
+                }
+            }
+        }
+
+        const CLEAR_PROFILE: &str = "UPDATE operators SET display_name = NULL, description = NULL, \
+             website = NULL, contact = NULL, profile_uri = NULL, profile_cid = NULL";
+
+        async fn delete_record(c: &mut Conn, uri: &str, now: i64) -> Result<(), StoreError> {
+            for sql in [
+                "DELETE FROM records WHERE uri = $1",
+                // Child rows go with their parent through ON DELETE CASCADE.
+                "DELETE FROM services WHERE uri = $1",
+                "DELETE FROM endorsements WHERE uri = $1",
+            ] {
+                sqlx::query(sql).bind(uri).execute(&mut *c).await.map_err(q)?;
+            }
+            exec_dyn(
+                c,
+                format!("{CLEAR_PROFILE}, updated_at = $2 WHERE profile_uri = $1"),
+                &[Arg::Text(Cow::Borrowed(uri)), Arg::Int(now)],
+            )
+            .await?;
+            Ok(())
+        }
+
+        async fn delete_repo_records(c: &mut Conn, did: &str, now: i64) -> Result<(), StoreError> {
+            for sql in [
+                "DELETE FROM records WHERE did = $1",
+                "DELETE FROM services WHERE did = $1",
+                "DELETE FROM endorsements WHERE author = $1",
+            ] {
+                sqlx::query(sql).bind(did).execute(&mut *c).await.map_err(q)?;
+            }
+            exec_dyn(
+                c,
+                format!("{CLEAR_PROFILE}, updated_at = $2 WHERE did = $1 AND profile_uri IS NOT NULL"),
+                &[Arg::Text(Cow::Borrowed(did)), Arg::Int(now)],
+            )
+            .await?;
+            Ok(())
+        }
+
+        fn dedup_sorted(items: &[String]) -> BTreeSet<&str> {
+            items.iter().map(String::as_str).collect()
+        }
+
+        /// Writes a run of consecutive upserts with multi-row statements.
+        async fn flush_upserts<'b>(
+            c: &mut Conn,
+            run: &mut Vec<(&'b RecordRow, Option<&'b IndexRow>)>,
+            now: i64,
+        ) -> Result<(), StoreError> {
+            if run.is_empty() {
+                return Ok(());
+            }
+            // Last write per URI wins, as if applied one by one; also keeps one ON CONFLICT
+            // target per statement, which PostgreSQL requires.
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut items: Vec<(&RecordRow, Option<&IndexRow>)> =
+                run.drain(..).rev().filter(|(r, _)| seen.insert(r.uri.as_str())).collect();
+            items.reverse();
+
+            let record_rows: Vec<Vec<Arg<'_>>> = items
+                .iter()
+                .map(|(r, _)| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(&r.uri)),
+                        Arg::Text(Cow::Borrowed(&r.did)),
+                        Arg::Text(Cow::Borrowed(&r.collection)),
+                        Arg::Text(Cow::Borrowed(&r.rkey)),
+                        Arg::Text(Cow::Borrowed(&r.cid)),
+                        Arg::Bytes(&r.bytes),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            insert_rows(
+                c,
+                "INSERT INTO records (uri, did, collection, rkey, cid, bytes, indexed_at)",
+                7,
+                &record_rows,
+                "ON CONFLICT (uri) DO UPDATE SET did = excluded.did, collection = excluded.collection, \
+                 rkey = excluded.rkey, cid = excluded.cid, bytes = excluded.bytes, indexed_at = excluded.indexed_at",
+            )
+            .await?;
+
+            let mut services: Vec<(&RecordRow, &ServiceRow)> = Vec::new();
+            let mut endorsements: Vec<(&RecordRow, &EndorsementRow)> = Vec::new();
+            let mut profiles: Vec<(&RecordRow, &OperatorProfileRow)> = Vec::new();
+            let mut unindexed: Vec<&str> = Vec::new();
+            for (r, idx) in &items {
+                match idx {
+                    Some(IndexRow::Service(s)) => services.push((r, s)),
+                    Some(IndexRow::Endorsement(e)) => endorsements.push((r, e)),
+                    Some(IndexRow::Operator(p)) => profiles.push((r, p)),
+                    None => unindexed.push(r.uri.as_str()),
+                }
+            }
+            if !services.is_empty() {
+                write_services(c, &services, now).await?;
+            }
+            if !endorsements.is_empty() {
+                write_endorsements(c, &endorsements, now).await?;
+            }
+            if !profiles.is_empty() {
+                // One operator row per DID, last profile wins.
+                let mut seen_did: HashSet<&str> = HashSet::new();
+                let mut rows: Vec<Vec<Arg<'_>>> = profiles
+                    .iter()
+                    .rev()
+                    .filter(|(r, _)| seen_did.insert(r.did.as_str()))
+                    .map(|(r, p)| {
+                        vec![
+                            Arg::Text(Cow::Borrowed(&r.did)),
+                            Arg::Text(Cow::Borrowed(&p.display_name)),
+                            Arg::OptText(p.description.as_deref()),
+                            Arg::OptText(p.website.as_deref()),
+                            Arg::OptText(p.contact.as_deref()),
+                            Arg::Text(Cow::Borrowed(&r.uri)),
+                            Arg::Text(Cow::Borrowed(&r.cid)),
+                            Arg::Int(now),
+                        ]
+                    })
+                    .collect();
+                rows.reverse();
+                insert_rows(
+                    c,
+                    "INSERT INTO operators (did, display_name, description, website, contact, \
+                     profile_uri, profile_cid, updated_at)",
+                    8,
+                    &rows,
+                    "ON CONFLICT (did) DO UPDATE SET display_name = excluded.display_name, \
+                     description = excluded.description, website = excluded.website, \
+                     contact = excluded.contact, profile_uri = excluded.profile_uri, \
+                     profile_cid = excluded.profile_cid, updated_at = excluded.updated_at",
+                )
+                .await?;
+            }
+            if !unindexed.is_empty() {
+                with_keys(c, "DELETE FROM services WHERE uri IN", &unindexed, "").await?;
+                with_keys(c, "DELETE FROM endorsements WHERE uri IN", &unindexed, "").await?;
+                with_keys(
+                    c,
+                    &format!("{CLEAR_PROFILE}, updated_at = {now} WHERE profile_uri IN"),
+                    &unindexed,
+                    "",
+                )
+                .await?;
+            }
+            Ok(())
+        }
+
+        async fn write_services(
+            c: &mut Conn,
+            services: &[(&RecordRow, &ServiceRow)],
+            now: i64,
+        ) -> Result<(), StoreError> {
+            // Convert every amount first: a malformed one fails the whole batch.
+            let mut price_rows: Vec<Vec<Arg<'_>>> = Vec::new();
+            for (r, s) in services {
+                for (i, p) in s.prices.iter().enumerate() {
+                    let nanos = match &p.amount {
+                        Some(a) => Some(crate::amount::amount_to_nanos(a)?),
+                        None => None,
+                    };
+                    price_rows.push(vec![
+                        Arg::Text(Cow::Borrowed(&r.uri)),
+                        Arg::Int(i64::try_from(i).unwrap_or(i64::MAX)),
+                        Arg::Text(Cow::Borrowed(&p.model)),
+                        Arg::OptText(p.currency.as_deref()),
+                        Arg::OptText(p.amount.as_deref()),
+                        Arg::OptInt(nanos),
+                        Arg::OptText(p.unit.as_deref()),
+                        Arg::OptText(p.period.as_deref()),
+                    ]);
+                }
+            }
+            let uris: Vec<&str> = services.iter().map(|(r, _)| r.uri.as_str()).collect();
+            for table in ["service_capabilities", "service_regions", "service_prices", "service_tags"] {
+                with_keys(c, &format!("DELETE FROM {table} WHERE uri IN"), &uris, "").await?;
+            }
+            let rows: Vec<Vec<Arg<'_>>> = services
+                .iter()
+                .map(|(r, s)| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(&r.uri)),
+                        Arg::Text(Cow::Borrowed(&r.did)),
+                        Arg::Text(Cow::Borrowed(&r.rkey)),
+                        Arg::Text(Cow::Borrowed(&r.cid)),
+                        Arg::Text(Cow::Borrowed(&s.name)),
+                        Arg::OptText(s.description.as_deref()),
+                        Arg::OptText(s.version.as_deref()),
+                        Arg::Text(Cow::Borrowed(&s.created_at)),
+                        Arg::OptInt(s.latency_p95_ms),
+                        Arg::OptInt(s.availability_bp),
+                        Arg::OptInt(s.success_rate_bp),
+                        Arg::Text(Cow::Borrowed(&s.record_json)),
+                        Arg::Text(Cow::Owned(search_text(s))),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            insert_rows(
+                c,
+                "INSERT INTO services (uri, did, rkey, cid, name, description, version, created_at, \
+                 latency_p95_ms, availability_bp, success_rate_bp, record_json, search_text, indexed_at)",
+                14,
+                &rows,
+                "ON CONFLICT (uri) DO UPDATE SET did = excluded.did, rkey = excluded.rkey, cid = excluded.cid, \
+                 name = excluded.name, description = excluded.description, version = excluded.version, \
+                 created_at = excluded.created_at, latency_p95_ms = excluded.latency_p95_ms, \
+                 availability_bp = excluded.availability_bp, success_rate_bp = excluded.success_rate_bp, \
+                 record_json = excluded.record_json, search_text = excluded.search_text, \
+                 indexed_at = excluded.indexed_at",
+            )
+            .await?;
+            let pairs = |f: fn(&ServiceRow) -> &[String]| -> Vec<Vec<Arg<'_>>> {
+                services
+                    .iter()
+                    .flat_map(|(r, s)| {
+                        dedup_sorted(f(s)).into_iter().map(move |v| {
+                            vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(Cow::Borrowed(v))]
+                        })
+                    })
+                    .collect()
+            };
+            let caps = pairs(|s| &s.capabilities);
+            insert_rows(c, "INSERT INTO service_capabilities (uri, capability)", 2, &caps, "").await?;
+            let regions = pairs(|s| &s.regions);
+            insert_rows(c, "INSERT INTO service_regions (uri, region)", 2, &regions, "").await?;
+            let tags = pairs(|s| &s.tags);
+            insert_rows(c, "INSERT INTO service_tags (uri, tag)", 2, &tags, "").await?;
+            insert_rows(
+                c,
+                "INSERT INTO service_prices (uri, idx, model, currency, amount, amount_nanos, unit, period)",
+                8,
+                &price_rows,
+                "",
+            )
+            .await?;
+            Ok(())
+        }
+
+        async fn write_endorsements(
+            c: &mut Conn,
+            endorsements: &[(&RecordRow, &EndorsementRow)],
+            now: i64,
+        ) -> Result<(), StoreError> {
+            let uris: Vec<&str> = endorsements.iter().map(|(r, _)| r.uri.as_str()).collect();
+            with_keys(c, "DELETE FROM endorsement_capabilities WHERE uri IN", &uris, "").await?;
+            let rows: Vec<Vec<Arg<'_>>> = endorsements
+                .iter()
+                .map(|(r, e)| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(&r.uri)),
+                        Arg::Text(Cow::Borrowed(&r.did)),
+                        Arg::Text(Cow::Borrowed(&r.rkey)),
+                        Arg::Text(Cow::Borrowed(&r.cid)),
+                        Arg::Text(Cow::Borrowed(&e.subject)),
+                        Arg::OptText(e.service_uri.as_deref()),
+                        Arg::OptText(e.service_cid.as_deref()),
+                        Arg::OptInt(e.strength),
+                        Arg::OptText(e.comment.as_deref()),
+                        Arg::Text(Cow::Borrowed(&e.created_at)),
+                        Arg::OptText(e.expires_at.as_deref()),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            insert_rows(
+                c,
+                "INSERT INTO endorsements (uri, author, rkey, cid, subject, service_uri, service_cid, \
+                 strength, comment, created_at, expires_at, indexed_at)",
+                12,
+                &rows,
+                "ON CONFLICT (uri) DO UPDATE SET author = excluded.author, rkey = excluded.rkey, \
+                 cid = excluded.cid, subject = excluded.subject, service_uri = excluded.service_uri, \
+                 service_cid = excluded.service_cid, strength = excluded.strength, \
+                 comment = excluded.comment, created_at = excluded.created_at, \
+                 expires_at = excluded.expires_at, indexed_at = excluded.indexed_at",
+            )
+            .await?;
+            let caps: Vec<Vec<Arg<'_>>> = endorsements
+                .iter()
+                .flat_map(|(r, e)| {
+                    dedup_sorted(&e.capabilities).into_iter().map(move |v| {
+                        vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(Cow::Borrowed(v))]
+                    })
+                })
+                .collect();
+            insert_rows(c, "INSERT INTO endorsement_capabilities (uri, capability)", 2, &caps, "").await?;
+            Ok(())
+        }
+
+        pub(crate) async fn enqueue_backfill(pool: &Pool, dids: &[String]) -> Result<(), StoreError> {
+            let mut c = pool.acquire().await.map_err(q)?;
+            let now = now_ms();
+            // Distinct DIDs: one ON CONFLICT target per statement.
+            let rows: Vec<Vec<Arg<'_>>> = dids
+                .iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|d| vec![Arg::Text(Cow::Borrowed(d.as_str())), Arg::Text(Cow::Borrowed("pending")), Arg::Int(now)])
+                .collect();
+            insert_rows(&mut c, "INSERT INTO backfill (did, status, updated_at)", 3, &rows, "ON CONFLICT (did) DO NOTHING").await
+        }
+
+        // ---------------------------------------------------------------- read path
+
+        fn operator_status(s: &str) -> Result<OperatorStatus, StoreError> {
+            OperatorStatus::parse(s).ok_or(StoreError::Corrupt { kind: "operator status" })
+        }
+
+        pub(crate) async fn cursor(pool: &Pool, source: &str) -> Result<Option<i64>, StoreError> {
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM cursors WHERE source = $1")
+                .bind(source)
+                .fetch_optional(pool)
+                .await
+                .map_err(q)
+        }
+
+        pub(crate) async fn repo(pool: &Pool, did: &str) -> Result<Option<RepoRow>, StoreError> {
+            let row = sqlx::query("SELECT did, rev, data_cid, status FROM repos WHERE did = $1")
+                .bind(did)
+                .fetch_optional(pool)
+                .await
+                .map_err(q)?;
+            row.map(|r| {
+                Ok(RepoRow {
+                    did: text(&r, 0)?,
+                    rev: opt_text(&r, 1)?,
+                    data_cid: opt_text(&r, 2)?,
+                    status: RepoStatus::parse(&text(&r, 3)?)
+                        .ok_or(StoreError::Corrupt { kind: "repo status" })?,
+                })
+            })
+            .transpose()
+        }
+
+        const OPERATOR_COLS: &str = "SELECT did, handle, handle_verified, status, display_name, description, \
+             website, contact, profile_uri, profile_cid FROM operators";
+
+        fn operator_from_row(r: &DbRow) -> Result<OperatorRow, StoreError> {
+            Ok(OperatorRow {
+                did: text(r, 0)?,
+                handle: opt_text(r, 1)?,
+                handle_verified: r.try_get::<bool, _>(2).map_err(q)?,
+                status: operator_status(&text(r, 3)?)?,
+                display_name: opt_text(r, 4)?,
+                description: opt_text(r, 5)?,
+                website: opt_text(r, 6)?,
+                contact: opt_text(r, 7)?,
+                profile_uri: opt_text(r, 8)?,
+                profile_cid: opt_text(r, 9)?,
+            })
+        }
+
+        pub(crate) async fn operator(pool: &Pool, did: &str) -> Result<Option<OperatorRow>, StoreError> {
+            let rows = fetch_dyn(
+                pool,
+                format!("{OPERATOR_COLS} WHERE did = $1 AND status = 'active'"),
+                &[Arg::Text(Cow::Borrowed(did))],
+            )
+            .await?;
+            rows.first().map(operator_from_row).transpose()
+        }
+
+        pub(crate) async fn operator_status_of(pool: &Pool, did: &str) -> Result<Option<OperatorStatus>, StoreError> {
+            let s = sqlx::query_scalar::<_, String>("SELECT status FROM operators WHERE did = $1")
+                .bind(did)
+                .fetch_optional(pool)
+                .await
+                .map_err(q)?;
+            s.as_deref().map(operator_status).transpose()
+        }
+
+        pub(crate) async fn operator_by_handle(pool: &Pool, handle: &str) -> Result<Option<OperatorRow>, StoreError> {
+            // Several DIDs may claim a handle; only a verified claim counts.
+            let rows = fetch_dyn(
+                pool,
+                format!(
+                    "{OPERATOR_COLS} WHERE handle = $1 AND handle_verified = $2 AND status = 'active' \
+                     ORDER BY updated_at DESC, did LIMIT 1"
+                ),
+                &[Arg::Text(Cow::Owned(handle.to_lowercase())), Arg::Bool(true)],
+            )
+            .await?;
+            rows.first().map(operator_from_row).transpose()
+        }
+
+        pub(crate) async fn record(pool: &Pool, uri: &str) -> Result<Option<RecordRow>, StoreError> {
+            let row = sqlx::query("SELECT uri, did, collection, rkey, cid, bytes FROM records WHERE uri = $1")
+                .bind(uri)
+                .fetch_optional(pool)
+                .await
+                .map_err(q)?;
+            row.map(|r| {
+                Ok(RecordRow {
+                    uri: text(&r, 0)?,
+                    did: text(&r, 1)?,
+                    collection: text(&r, 2)?,
+                    rkey: text(&r, 3)?,
+                    cid: text(&r, 4)?,
+                    bytes: r.try_get::<Vec<u8>, _>(5).map_err(q)?,
+                })
+            })
+            .transpose()
+        }
+
+        pub(crate) async fn list_records(
+            pool: &Pool,
+            did: &str,
+            collection: &str,
+        ) -> Result<Vec<(String, String)>, StoreError> {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT uri, cid FROM records WHERE did = $1 AND collection = $2 ORDER BY rkey",
+            )
+            .bind(did)
+            .bind(collection)
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
+        fn hit_from_row(r: &DbRow) -> Result<ServiceHit, StoreError> {
+            Ok(ServiceHit {
+                uri: text(r, 0)?,
+                did: text(r, 1)?,
+                cid: text(r, 2)?,
+                name: text(r, 3)?,
+                description: opt_text(r, 4)?,
+                version: opt_text(r, 5)?,
+                created_at: text(r, 6)?,
+                latency_p95_ms: opt_int(r, 7)?,
+                availability_bp: opt_int(r, 8)?,
+                success_rate_bp: opt_int(r, 9)?,
+                record_json: text(r, 10)?,
+            })
+        }
+
+        pub(crate) async fn search_services(pool: &Pool, query: &ServiceQuery) -> Result<Vec<ServiceHit>, StoreError> {
+            let limit = i64::from(page_size(query.limit));
+            let (sql, args) = build_search(query, HIT_COLS, IS_PG, limit);
+            fetch_dyn(pool, sql, &args).await?.iter().map(hit_from_row).collect()
+        }
+
+        pub(crate) async fn search_candidates(
+            pool: &Pool,
+            query: &ServiceQuery,
+            cap: usize,
+        ) -> Result<CandidateSet, StoreError> {
+            let cap_i = i64::try_from(cap).unwrap_or(i64::MAX - 1);
+            let (sql, args) = build_search(query, CANDIDATE_COLS, IS_PG, cap_i.saturating_add(1));
+            let rows = fetch_dyn(pool, sql, &args).await?;
+            let mut candidates = rows
+                .iter()
+                .map(|r| {
+                    Ok(ServiceCandidate {
+                        uri: text(r, 0)?,
+                        did: text(r, 1)?,
+                        cid: text(r, 2)?,
+                        created_at: text(r, 3)?,
+                        latency_p95_ms: opt_int(r, 4)?,
+                        availability_bp: opt_int(r, 5)?,
+                        success_rate_bp: opt_int(r, 6)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let truncated = candidates.len() > cap;
+            candidates.truncate(cap);
+            Ok(CandidateSet { candidates, truncated })
+        }
+
+        /// Full service rows (children included) for the visible services selected by `filter`
+        /// (`s.uri = $1` or `s.did = $1`).
+        async fn services_where(pool: &Pool, filter: &str, key: &str) -> Result<Vec<ServiceRow>, StoreError> {
+            let sel = format!(
+                "SELECT s.uri, s.did, s.rkey, s.cid, s.name, s.description, s.version, s.created_at, \
+                 s.latency_p95_ms, s.availability_bp, s.success_rate_bp, s.record_json \
+                 FROM services s WHERE {filter} AND {} ORDER BY s.uri",
+                crate::ops::SVC_VISIBLE
+            );
+            let rows = fetch_dyn(pool, sel, &[Arg::Text(Cow::Borrowed(key))]).await?;
+            let mut out: Vec<ServiceRow> = rows
+                .iter()
+                .map(|r| {
+                    Ok(ServiceRow {
+                        uri: text(r, 0)?,
+                        did: text(r, 1)?,
+                        rkey: text(r, 2)?,
+                        cid: text(r, 3)?,
+                        name: text(r, 4)?,
+                        description: opt_text(r, 5)?,
+                        version: opt_text(r, 6)?,
+                        created_at: text(r, 7)?,
+                        latency_p95_ms: opt_int(r, 8)?,
+                        availability_bp: opt_int(r, 9)?,
+                        success_rate_bp: opt_int(r, 10)?,
+                        record_json: text(r, 11)?,
+                        capabilities: Vec::new(),
+                        regions: Vec::new(),
+                        prices: Vec::new(),
+                        tags: Vec::new(),
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            if out.is_empty() {
+                return Ok(out);
+            }
+            let pos: HashMap<String, usize> = out.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
+            let sub = format!("(SELECT s.uri FROM services s WHERE {filter})");
+            for (table, col) in [("service_capabilities", "capability"), ("service_regions", "region"), ("service_tags", "tag")] {
+                let rows = fetch_dyn(
+                    pool,
+                    format!("SELECT uri, {col} FROM {table} WHERE uri IN {sub} ORDER BY uri, {col}"),
+                    &[Arg::Text(Cow::Borrowed(key))],
+                )
+                .await?;
+                for r in &rows {
+                    if let Some(&i) = pos.get(&text(r, 0)?) {
+                        let v = text(r, 1)?;
+                        match col {
+                            "capability" => out[i].capabilities.push(v),
+                            "region" => out[i].regions.push(v),
+                            _ => out[i].tags.push(v),
+                        }
+                    }
+                }
+            }
+            let rows = fetch_dyn(
+                pool,
+                format!(
+                    "SELECT uri, model, currency, amount, unit, period FROM service_prices \
+                     WHERE uri IN {sub} ORDER BY uri, idx"
+                ),
+                &[Arg::Text(Cow::Borrowed(key))],
+            )
+            .await?;
+            for r in &rows {
+                if let Some(&i) = pos.get(&text(r, 0)?) {
+                    out[i].prices.push(PriceRow {
+                        model: text(r, 1)?,
+                        currency: opt_text(r, 2)?,
+                        amount: opt_text(r, 3)?,
+                        unit: opt_text(r, 4)?,
+                        period: opt_text(r, 5)?,
+                    });
+                }
+            }
+            Ok(out)
+        }
+
+        pub(crate) async fn service(pool: &Pool, uri: &str) -> Result<Option<ServiceRow>, StoreError> {
+            Ok(services_where(pool, "s.uri = $1", uri).await?.into_iter().next())
+        }
+
+        pub(crate) async fn services_of(pool: &Pool, did: &str) -> Result<Vec<ServiceRow>, StoreError> {
+            services_where(pool, "s.did = $1", did).await
+        }
+
+        fn endorsement_from_row(r: &DbRow) -> Result<(i64, EndorsementRow), StoreError> {
+            Ok((
+                int(r, 0)?,
+                EndorsementRow {
+                    uri: text(r, 1)?,
+                    author: text(r, 2)?,
+                    rkey: text(r, 3)?,
+                    cid: text(r, 4)?,
+                    subject: text(r, 5)?,
+                    service_uri: opt_text(r, 6)?,
+                    service_cid: opt_text(r, 7)?,
+                    strength: opt_int(r, 8)?,
+                    comment: opt_text(r, 9)?,
+                    created_at: text(r, 10)?,
+                    expires_at: opt_text(r, 11)?,
+                    capabilities: Vec::new(),
+                },
+            ))
+        }
+
+        /// Fills `capabilities` of the given endorsements.
+        async fn attach_endorsement_caps(pool: &Pool, items: &mut [EndorsementRow]) -> Result<(), StoreError> {
+            let pos: HashMap<String, usize> = items.iter().enumerate().map(|(i, e)| (e.uri.clone(), i)).collect();
+            let uris: Vec<String> = items.iter().map(|e| e.uri.clone()).collect();
+            for chunk in uris.chunks(rows_per_statement(1)) {
+                let list = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(",");
+                let args: Vec<Arg<'_>> = chunk.iter().map(|u| Arg::Text(Cow::Borrowed(u.as_str()))).collect();
+                let rows = fetch_dyn(
+                    pool,
+                    format!(
+                        "SELECT uri, capability FROM endorsement_capabilities WHERE uri IN ({list}) \
+                         ORDER BY uri, capability"
+                    ),
+                    &args,
+                )
+                .await?;
+                for r in &rows {
+                    if let Some(&i) = pos.get(&text(r, 0)?) {
+                        items[i].capabilities.push(text(r, 1)?);
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        async fn endorsement_page(
+            pool: &Pool,
+            sql: &'static str,
+            did: &str,
+            cursor: Option<i64>,
+            limit: u32,
+        ) -> Result<EndorsementPage, StoreError> {
+            let limit = page_size(limit);
+            let rows = sqlx::query(sql)
+                .bind(did)
+                .bind(cursor.unwrap_or(i64::MAX))
+                .bind(i64::from(limit) + 1)
+                .fetch_all(pool)
+                .await
+                .map_err(q)?;
+            let mut pairs = rows.iter().map(endorsement_from_row).collect::<Result<Vec<_>, _>>()?;
+            let more = pairs.len() > limit as usize;
+            pairs.truncate(limit as usize);
+            let next = if more { pairs.last().map(|(id, _)| *id) } else { None };
+            let mut items: Vec<EndorsementRow> = pairs.into_iter().map(|(_, e)| e).collect();
+            attach_endorsement_caps(pool, &mut items).await?;
+            Ok(EndorsementPage { items, cursor: next })
+        }
+
+        pub(crate) async fn endorsements_by_author(
+            pool: &Pool,
+            did: &str,
+            cursor: Option<i64>,
+            limit: u32,
+        ) -> Result<EndorsementPage, StoreError> {
+            endorsement_page(
+                pool,
+                concat!(
+                    "SELECT ", endo_cols!(), " FROM endorsements e WHERE e.author = $1 AND e.id < $2 AND ",
+                    endo_visible!(), " ORDER BY e.id DESC LIMIT $3"
+                ),
+                did,
+                cursor,
+                limit,
+            )
+            .await
+        }
+
+        pub(crate) async fn endorsements_of_subject(
+            pool: &Pool,
+            did: &str,
+            cursor: Option<i64>,
+            limit: u32,
+        ) -> Result<EndorsementPage, StoreError> {
+            endorsement_page(
+                pool,
+                concat!(
+                    "SELECT ", endo_cols!(), " FROM endorsements e WHERE e.subject = $1 AND e.id < $2 AND ",
+                    endo_visible!(), " ORDER BY e.id DESC LIMIT $3"
+                ),
+                did,
+                cursor,
+                limit,
+            )
+            .await
+        }
+
+        pub(crate) async fn endorsement_counts(pool: &Pool, did: &str) -> Result<EndorsementCounts, StoreError> {
+            let given = sqlx::query_scalar::<_, i64>(concat!(
+                "SELECT COUNT(*) FROM endorsements e WHERE e.author = $1 AND ", endo_visible!()
+            ))
+            .bind(did)
+            .fetch_one(pool)
+            .await
+            .map_err(q)?;
+            let received = sqlx::query_scalar::<_, i64>(concat!(
+                "SELECT COUNT(*) FROM endorsements e WHERE e.subject = $1 AND ", endo_visible!()
+            ))
+            .bind(did)
+            .fetch_one(pool)
+            .await
+            .map_err(q)?;
+            Ok(EndorsementCounts { given, received })
+        }
+
+        pub(crate) async fn all_endorsements(pool: &Pool) -> Result<Vec<EndorsementRow>, StoreError> {
+            let rows = sqlx::query(concat!(
+                "SELECT ", endo_cols!(), " FROM endorsements e WHERE ", endo_visible!(), " ORDER BY e.id"
+            ))
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            let mut items: Vec<EndorsementRow> = rows
+                .iter()
+                .map(|r| endorsement_from_row(r).map(|(_, e)| e))
+                .collect::<Result<_, _>>()?;
+            let pos: HashMap<String, usize> = items.iter().enumerate().map(|(i, e)| (e.uri.clone(), i)).collect();
+            // One pass over all scope rows beats thousands of IN lists at start-up.
+            let caps = sqlx::query_as::<_, (String, String)>(
+                "SELECT uri, capability FROM endorsement_capabilities ORDER BY uri, capability",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            for (uri, cap) in caps {
+                if let Some(&i) = pos.get(&uri) {
+                    items[i].capabilities.push(cap);
+                }
+            }
+            Ok(items)
+        }
+
+        pub(crate) async fn capabilities(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+            sqlx::query_as::<_, (String, i64)>(concat!(
+                "SELECT c.capability, COUNT(*) AS n FROM service_capabilities c JOIN services s ON s.uri = c.uri \
+                 WHERE ", svc_visible!(), " GROUP BY c.capability ORDER BY n DESC, c.capability"
+            ))
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
+        pub(crate) async fn service_cids(pool: &Pool) -> Result<Vec<(String, String)>, StoreError> {
+            sqlx::query_as::<_, (String, String)>(concat!(
+                "SELECT s.uri, s.cid FROM services s WHERE ", svc_visible!(), " ORDER BY s.uri"
+            ))
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
+        pub(crate) async fn rejections(pool: &Pool, limit: u32) -> Result<Vec<Rejection>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, uri, cid, collection, reason, detail, rejected_at FROM rejections \
+                 ORDER BY id DESC LIMIT $1",
+            )
+            .bind(i64::from(page_size(limit)))
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            rows.iter()
+                .map(|r| {
+                    let cid = text(r, 2)?;
+                    Ok(Rejection {
+                        id: int(r, 0)?,
+                        row: RejectionRow {
+                            uri: text(r, 1)?,
+                            cid: (!cid.is_empty()).then_some(cid),
+                            collection: text(r, 3)?,
+                            reason: text(r, 4)?,
+                            detail: opt_text(r, 5)?,
+                        },
+                        rejected_at: int(r, 6)?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn rejection_counts(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT reason, COUNT(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC, reason",
+            )
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
+        pub(crate) async fn backfill_pending(pool: &Pool, limit: u32) -> Result<Vec<String>, StoreError> {
+            sqlx::query_scalar::<_, String>(
+                "SELECT did FROM backfill WHERE status = 'pending' ORDER BY did LIMIT $1",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
+        pub(crate) async fn stats(pool: &Pool) -> Result<Stats, StoreError> {
+            let row = sqlx::query(concat!(
+                "SELECT (SELECT COUNT(*) FROM operators), \
+                 (SELECT COUNT(*) FROM operators WHERE status <> 'active'), \
+                 (SELECT COUNT(*) FROM repos), \
+                 (SELECT COUNT(*) FROM records), \
+                 (SELECT COUNT(*) FROM services s WHERE ", svc_visible!(), "), \
+                 (SELECT COUNT(*) FROM endorsements e WHERE ", endo_visible!(), "), \
+                 (SELECT COUNT(*) FROM rejections), \
+                 (SELECT COUNT(*) FROM backfill WHERE status = 'pending')"
+            ))
+            .fetch_one(pool)
+            .await
+            .map_err(q)?;
+            Ok(Stats {
+                operators: int(&row, 0)?,
+                inactive_operators: int(&row, 1)?,
+                repos: int(&row, 2)?,
+                records: int(&row, 3)?,
+                services: int(&row, 4)?,
+                endorsements: int(&row, 5)?,
+                rejections: int(&row, 6)?,
+                backfill_pending: int(&row, 7)?,
+            })
+        }
+    };
+}
+
+pub(crate) mod sqlite {
+    backend_ops!(
+        sqlx::Sqlite,
+        sqlx::SqliteConnection,
+        sqlx::SqlitePool,
+        false
+    );
+}
+
+pub(crate) mod pg {
+    backend_ops!(sqlx::Postgres, sqlx::PgConnection, sqlx::PgPool, true);
+}
