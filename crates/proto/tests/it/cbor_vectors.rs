@@ -316,6 +316,7 @@ proptest! {
         let _ = cbor::decode_prefix::<Ipld>(&bytes);
         let _ = cbor::contains_float(&bytes);
         let _ = read_car(&bytes, &CarLimits::FIREHOSE);
+        let _ = guildhall_proto::mst::decode_node(&bytes);
     }
 
     #[test]
@@ -343,6 +344,7 @@ proptest! {
         }
         let _ = cbor::decode::<Ipld>(&bytes);
         let _ = read_car(&bytes, &CarLimits::FIREHOSE);
+        let _ = guildhall_proto::mst::decode_node(&bytes);
     }
 
     #[test]
