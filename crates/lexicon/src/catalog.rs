@@ -91,7 +91,12 @@ impl Catalog {
             match def {
                 Def::Record { record } => self.collect_unresolved_object(record, &mut out),
                 Def::Field(f) => self.collect_unresolved(f, &mut out),
-                Def::Endpoint | Def::Token => {}
+                Def::Endpoint { schemas } => {
+                    for f in schemas {
+                        self.collect_unresolved(f, &mut out);
+                    }
+                }
+                Def::Token => {}
             }
         }
         out

@@ -3,8 +3,6 @@
 //! Interim: mirrors the `parse(&str)` signatures of `guildhall_proto::syntax` so the switch to
 //! that module, once it lands, is a change of `use` lines only.
 
-use ipld_core::cid::Cid;
-
 /// Why a string does not match its format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {format}: {reason}")]
@@ -60,12 +58,22 @@ impl Datetime {
     }
 }
 
-/// A CID in string form (base32 v1, or base58 v0 "Qm…").
-pub fn parse_cid_str(s: &str) -> Result<Cid, FormatError> {
+/// A CID in string form, checked for syntax only (as Lexicon validation asks): 8 to 256
+/// characters of a multibase alphabet; CIDv0 (`Qm…`) is not allowed.
+pub fn parse_cid_str(s: &str) -> Result<(), FormatError> {
     if s.len() < 8 || s.len() > 256 {
         return fail("cid", "length must be 8 to 256 characters");
     }
-    Cid::try_from(s).or(fail("cid", "not a decodable CID"))
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'='))
+    {
+        return fail("cid", "invalid characters");
+    }
+    if s.starts_with("Qmb") {
+        return fail("cid", "CIDv0 is not allowed");
+    }
+    Ok(())
 }
 
 /// A generic URI (RFC 3986 shape: scheme, ':', then non-blank text), at most 8 KiB.
@@ -162,9 +170,6 @@ fn check_nsid(s: &str) -> Result<(), FormatError> {
         Some(x) => x,
         None => return fail(F, "empty"),
     };
-    if authority.iter().map(|a| a.len() + 1).sum::<usize>() > 254 {
-        return fail(F, "domain authority longer than 253 bytes");
-    }
     for (i, a) in authority.iter().enumerate() {
         if a.is_empty() || a.len() > 63 {
             return fail(F, "segments must be 1 to 63 characters");
@@ -262,7 +267,7 @@ fn check_language(s: &str) -> Result<(), FormatError> {
     const F: &str = "language";
     let mut subtags = s.split('-');
     let primary = subtags.next().unwrap_or_default();
-    let primary_ok = matches!(primary, "i" | "x")
+    let primary_ok = matches!(primary, "i" | "x" | "I" | "X")
         || ((2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_lowercase()));
     if !primary_ok {
         return fail(F, "the primary subtag must be 2 or 3 lower-case letters");
@@ -346,10 +351,11 @@ fn check_datetime(s: &str) -> Result<(i64, u32), FormatError> {
         return fail(F, "time out of range");
     }
     let days = days_from_year_zero(year, month, day);
-    Ok((
-        days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs,
-        nanos,
-    ))
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    if secs < 0 {
+        return fail(F, "normalizes to before year 0");
+    }
+    Ok((secs, nanos))
 }
 
 fn is_leap(y: i64) -> bool {

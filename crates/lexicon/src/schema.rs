@@ -17,7 +17,10 @@ pub(crate) enum Def {
         record: ObjectSchema,
     },
     /// query, procedure, subscription, permission-set: checked for shape, never data-validated.
-    Endpoint,
+    /// Keeps the schemas of its parameters and bodies so references can be checked.
+    Endpoint {
+        schemas: Vec<Field>,
+    },
     Token,
     Field(Field),
 }
@@ -262,10 +265,9 @@ impl Parser<'_> {
                     record: self.object(&rpath, ro, true)?,
                 })
             }
-            "query" | "procedure" | "subscription" => {
-                self.endpoint(path, ty, o)?;
-                Ok(Def::Endpoint)
-            }
+            "query" | "procedure" | "subscription" => Ok(Def::Endpoint {
+                schemas: self.endpoint(path, ty, o)?,
+            }),
             "permission-set" => {
                 match o.get("permissions") {
                     Some(Value::Array(perms)) => {
@@ -282,7 +284,9 @@ impl Parser<'_> {
                     }
                     _ => return Err(self.err(&format!("{path}.permissions"), "must be an array")),
                 }
-                Ok(Def::Endpoint)
+                Ok(Def::Endpoint {
+                    schemas: Vec::new(),
+                })
             }
             "token" => Ok(Def::Token),
             "ref" | "union" | "unknown" | "params" | "permission" => {
@@ -292,7 +296,8 @@ impl Parser<'_> {
         }
     }
 
-    fn endpoint(&self, path: &str, ty: &str, o: &Obj) -> Result<(), LexiconError> {
+    fn endpoint(&self, path: &str, ty: &str, o: &Obj) -> Result<Vec<Field>, LexiconError> {
+        let mut schemas = Vec::new();
         if let Some(params) = o.get("parameters") {
             let pp = format!("{path}.parameters");
             let po = self.obj(&pp, params)?;
@@ -337,7 +342,9 @@ impl Parser<'_> {
                 if let Some(s) = bo.get("schema") {
                     let sp = format!("{bp}.schema");
                     match self.field(&sp, s)? {
-                        Field::Object(_) | Field::Ref(_) | Field::Union { .. } => {}
+                        f @ (Field::Object(_) | Field::Ref(_) | Field::Union { .. }) => {
+                            schemas.push(f)
+                        }
                         _ => return Err(self.err(&sp, "must be an object, a ref or a union")),
                     }
                 }
@@ -349,8 +356,9 @@ impl Parser<'_> {
                 let mo = self.obj(&mp, m)?;
                 let sp = format!("{mp}.schema");
                 let s = mo.get("schema").ok_or_else(|| self.err(&sp, "required"))?;
-                if !matches!(self.field(&sp, s)?, Field::Union { .. }) {
-                    return Err(self.err(&sp, "a subscription message schema must be a union"));
+                match self.field(&sp, s)? {
+                    f @ Field::Union { .. } => schemas.push(f),
+                    _ => return Err(self.err(&sp, "a subscription message schema must be a union")),
                 }
             }
         }
@@ -369,7 +377,7 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(schemas)
     }
 
     /// Parses an `object` (or `params`) schema body.

@@ -107,7 +107,9 @@ fn service(m: &Map, issues: &mut Issues) {
             string(ep, "protocol"),
             Some("mcp" | "a2a" | "http" | "xrpc")
         );
+        // Malformed URIs are the schema check's to report.
         if let (true, Some(url)) = (known, string(ep, "url"))
+            && formats::check_uri(url).is_ok()
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             issues.push(
@@ -280,6 +282,7 @@ fn operator(m: &Map, issues: &mut Issues) {
         }
     }
     if let Some(site) = string(m, "website")
+        && formats::check_uri(site).is_ok()
         && !(site.starts_with("https://") || site.starts_with("http://"))
     {
         issues.push("website", "must be an http(s) URL");

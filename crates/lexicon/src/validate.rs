@@ -307,7 +307,9 @@ impl Walk<'_> {
             Some(Def::Field(f)) => self.field(f, v, path, depth),
             Some(Def::Record { record }) => self.object(record, v, path, depth),
             Some(Def::Token) => self.issue(path, format!("{target} is a token, which has no data")),
-            Some(Def::Endpoint) => self.issue(path, format!("{target} is not a data schema")),
+            Some(Def::Endpoint { .. }) => {
+                self.issue(path, format!("{target} is not a data schema"))
+            }
         }
     }
 
