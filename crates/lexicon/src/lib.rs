@@ -7,7 +7,6 @@
 //! - [`grammar`]: capability ids, decimal amounts, currencies, regions, versions.
 
 mod catalog;
-mod formats;
 pub mod grammar;
 mod json;
 pub mod records;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::LexiconError;
-use crate::formats;
+use guildhall_proto::syntax;
 
 /// One named definition of a document.
 #[derive(Debug, Clone)]
@@ -178,7 +178,7 @@ pub(crate) fn parse_document_value(value: &Value) -> Result<Document, LexiconErr
         }
         _ => return Err(p.err("lexicon", "must be the integer 1")),
     }
-    if formats::Nsid::parse(&id).is_err() {
+    if syntax::Nsid::parse(&id).is_err() {
         return Err(p.err("id", format!("{id:?} is not a valid NSID")));
     }
     if let Some(d) = top.get("description")
@@ -621,7 +621,7 @@ impl Parser<'_> {
 /// `tid`, `nsid`, `any` or `literal:<record-key>`.
 fn valid_record_key_type(k: &str) -> bool {
     match k.strip_prefix("literal:") {
-        Some(rest) => formats::RecordKey::parse(rest).is_ok(),
+        Some(rest) => syntax::RecordKey::parse(rest).is_ok(),
         None => matches!(k, "tid" | "nsid" | "any"),
     }
 }
@@ -633,7 +633,7 @@ pub(crate) fn qualify_ref(doc_id: &str, r: &str) -> Option<String> {
         Some((nsid, name)) => (nsid, name),
         None => (r, "main"),
     };
-    if name.is_empty() || name.contains('#') || formats::Nsid::parse(nsid).is_err() {
+    if name.is_empty() || name.contains('#') || syntax::Nsid::parse(nsid).is_err() {
         return None;
     }
     Some(format!("{nsid}#{name}"))

@@ -8,7 +8,9 @@ use ipld_core::ipld::Ipld;
 
 use crate::grammar::{self, JSON_SCHEMA_TYPES};
 use crate::validate::join;
-use crate::{ENDORSEMENT_NSID, OPERATOR_NSID, SERVICE_NSID, ValidationIssue, formats};
+use guildhall_proto::syntax;
+
+use crate::{ENDORSEMENT_NSID, OPERATOR_NSID, SERVICE_NSID, ValidationIssue};
 
 type Map = BTreeMap<String, Ipld>;
 
@@ -109,7 +111,7 @@ fn service(m: &Map, issues: &mut Issues) {
         );
         // Malformed URIs are the schema check's to report.
         if let (true, Some(url)) = (known, string(ep, "url"))
-            && formats::check_uri(url).is_ok()
+            && syntax::Uri::parse(url).is_ok()
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             issues.push(
@@ -248,24 +250,25 @@ fn endorsement(m: &Map, issues: &mut Issues) {
 
     if let (Some(subject), Some(service)) = (string(m, "subject"), map(m, "service"))
         && let Some(uri) = string(service, "uri")
-        && formats::AtUri::parse(uri).is_ok()
+        && let Ok(uri) = syntax::AtUri::parse(uri)
     {
-        let expected = format!("at://{subject}/{SERVICE_NSID}/");
-        let rkey = uri.strip_prefix(&expected).unwrap_or_default();
-        if rkey.is_empty() || rkey.contains('/') {
+        let pinned = uri.authority().as_str() == subject
+            && uri.collection().is_some_and(|c| c.as_str() == SERVICE_NSID)
+            && uri.rkey().is_some();
+        if !pinned {
             issues.push(
                 "service.uri",
-                format!("must name a {SERVICE_NSID} record of the subject ({expected}<rkey>)"),
+                format!("must name a {SERVICE_NSID} record of the subject (at://{subject}/{SERVICE_NSID}/<rkey>)"),
             );
         }
     }
 
     if let (Some(created), Some(expires)) = (string(m, "createdAt"), string(m, "expiresAt"))
         && let (Ok(c), Ok(e)) = (
-            formats::Datetime::parse(created),
-            formats::Datetime::parse(expires),
+            syntax::Datetime::parse(created),
+            syntax::Datetime::parse(expires),
         )
-        && e.instant() <= c.instant()
+        && e.unix_micros() <= c.unix_micros()
     {
         issues.push("expiresAt", "must be later than createdAt");
     }
@@ -277,12 +280,12 @@ fn operator(m: &Map, issues: &mut Issues) {
             !local.is_empty() && domain.contains('.') && !domain.contains('@')
         }) && !contact.contains(':');
         let blank = contact.chars().any(char::is_whitespace);
-        if blank || !(email || formats::check_uri(contact).is_ok()) {
+        if blank || !(email || syntax::Uri::parse(contact).is_ok()) {
             issues.push("contact", "must be an e-mail address or a URI");
         }
     }
     if let Some(site) = string(m, "website")
-        && formats::check_uri(site).is_ok()
+        && syntax::Uri::parse(site).is_ok()
         && !(site.starts_with("https://") || site.starts_with("http://"))
     {
         issues.push("website", "must be an http(s) URL");

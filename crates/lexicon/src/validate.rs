@@ -4,9 +4,9 @@ use ipld_core::ipld::Ipld;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::catalog::Catalog;
-use crate::formats;
 use crate::schema::{Def, Field, Format, ObjectSchema, StringSchema};
 use crate::{ValidationIssue, semantic};
+use guildhall_proto::syntax;
 
 /// Guards against reference cycles (`a` → `b` → `a`) in hostile catalogs.
 const MAX_DEPTH: usize = 64;
@@ -363,19 +363,20 @@ fn mime_matches(pattern: &str, mime: &str) -> bool {
     }
 }
 
-pub(crate) fn check_format(f: Format, s: &str) -> Result<(), formats::FormatError> {
+pub(crate) fn check_format(f: Format, s: &str) -> Result<(), syntax::SyntaxError> {
     match f {
-        Format::AtIdentifier => formats::AtIdentifier::parse(s).map(drop),
-        Format::AtUri => formats::AtUri::parse(s).map(drop),
-        Format::Cid => formats::parse_cid_str(s).map(drop),
-        Format::Datetime => formats::Datetime::parse(s).map(drop),
-        Format::Did => formats::Did::parse(s).map(drop),
-        Format::Handle => formats::Handle::parse(s).map(drop),
-        Format::Nsid => formats::Nsid::parse(s).map(drop),
-        Format::Tid => formats::Tid::parse(s).map(drop),
-        Format::RecordKey => formats::RecordKey::parse(s).map(drop),
-        Format::Uri => formats::check_uri(s),
-        Format::Language => formats::Language::parse(s).map(drop),
+        Format::AtIdentifier => syntax::AtIdentifier::parse(s).map(drop),
+        Format::AtUri => syntax::AtUri::parse(s).map(drop),
+        // Lexicon asks for the syntax only; the CID need not decode.
+        Format::Cid => syntax::validate_cid_syntax(s),
+        Format::Datetime => syntax::Datetime::parse(s).map(drop),
+        Format::Did => syntax::Did::parse(s).map(drop),
+        Format::Handle => syntax::Handle::parse(s).map(drop),
+        Format::Nsid => syntax::Nsid::parse(s).map(drop),
+        Format::Tid => syntax::Tid::parse(s).map(drop),
+        Format::RecordKey => syntax::RecordKey::parse(s).map(drop),
+        Format::Uri => syntax::Uri::parse(s).map(drop),
+        Format::Language => syntax::Language::parse(s).map(drop),
     }
 }
 

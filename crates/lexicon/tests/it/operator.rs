@@ -52,7 +52,7 @@ fn messages_are_precise() {
         .join("\n");
     insta::assert_snapshot!(text, @r"
     contact: must be an e-mail address or a URI
-    createdAt: not a valid datetime (invalid datetime: no such date)
+    createdAt: not a valid datetime (invalid datetime: day out of range for the month)
     displayName: must not be null
     ");
 }

@@ -115,7 +115,7 @@ fn messages_are_precise() {
     insta::assert_snapshot!(messages(r), @r#"
     capabilities[0]: "SMS.send" is not a capability id: segments may only hold a-z, 0-9 and '-'
     createdAt: required field missing
-    endpoints[0].url: not a valid uri (invalid uri: missing scheme)
+    endpoints[0].url: not a valid uri (invalid URI: missing scheme)
     name: 65 graphemes, more than maxGraphemes 64
     "#);
 }
