@@ -46,6 +46,8 @@ pub enum KeyError {
     UnsupportedMethodType(String),
     #[error("the DID document has no #atproto verification method")]
     NoAtprotoKey,
+    #[error("the #atproto verification method has no publicKeyMultibase")]
+    MissingMultibase,
 }
 
 /// Why a signature does not verify. `BadLength` covers DER-encoded signatures (atproto allows

@@ -9,6 +9,7 @@ pub mod cbor;
 pub mod commit;
 pub mod crypto;
 pub mod frame;
+pub mod identity;
 pub mod mst;
 pub mod syntax;
 pub mod verify;
