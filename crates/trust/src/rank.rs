@@ -207,6 +207,7 @@ struct Evaluator {
     frontier: Frontier,
     memo: IdMap<Option<usize>>,
     evals: Vec<Eval>,
+    zero: Option<usize>,
 }
 
 impl Evaluator {
@@ -215,7 +216,24 @@ impl Evaluator {
             frontier,
             memo: IdMap::default(),
             evals: Vec::new(),
+            zero: None,
         }
+    }
+
+    /// The distance-0 answer, for a candidate that is itself a seed.
+    fn zero(&mut self) -> usize {
+        if let Some(i) = self.zero {
+            return i;
+        }
+        self.evals.push(Eval {
+            dist: 0,
+            best: 1.0,
+            last: NONE,
+            vouchers: Vec::new(),
+        });
+        let i = self.evals.len() - 1;
+        self.zero = Some(i);
+        i
     }
 
     fn get(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<usize> {
@@ -277,9 +295,12 @@ impl TrustGraph {
         opts: &RankOptions,
     ) -> Vec<Ranked> {
         let mut w = self.weigher(capability, now_us, opts.half_life_us);
-        let mut by_viewer = viewer
-            .and_then(|v| self.node(v))
-            .map(|v| Evaluator::new(Frontier::compute(self, &mut w, &[v])));
+        // A viewer unknown to the graph still has a frontier (just itself): its own services
+        // are at distance 0.
+        let mut by_viewer = viewer.map(|v| {
+            let seeds: Vec<u32> = self.node(v).into_iter().collect();
+            Evaluator::new(Frontier::compute(self, &mut w, &seeds))
+        });
         let mut anchors: Vec<u32> = opts.anchors.iter().filter_map(|a| self.node(a)).collect();
         anchors.sort_unstable();
         anchors.dedup();
@@ -293,18 +314,23 @@ impl TrustGraph {
                 source: Source::Quality,
                 eval: None,
             };
-            if let (Some(p), Some(ev)) = (node, by_viewer.as_mut()) {
-                entry.eval = ev.get(self, &mut w, p);
+            if let Some(ev) = by_viewer.as_mut() {
+                entry.eval = if viewer == Some(c.operator.as_str()) {
+                    Some(ev.zero())
+                } else {
+                    node.and_then(|p| ev.get(self, &mut w, p))
+                };
                 entry.source = Source::Viewer;
             }
-            if entry.eval.is_none()
-                && let Some(p) = node
-                && !anchors.is_empty()
-            {
+            if entry.eval.is_none() && !opts.anchors.is_empty() {
                 let ev = by_anchors.get_or_insert_with(|| {
                     Evaluator::new(Frontier::compute(self, &mut w, &anchors))
                 });
-                entry.eval = ev.get(self, &mut w, p);
+                entry.eval = if opts.anchors.contains(&c.operator) {
+                    Some(ev.zero())
+                } else {
+                    node.and_then(|p| ev.get(self, &mut w, p))
+                };
                 entry.source = Source::Anchors;
             }
             if entry.eval.is_none() {
@@ -418,6 +444,14 @@ impl TrustGraph {
         now_us: i64,
         opts: &RankOptions,
     ) -> Option<TrustPath> {
+        if from == to {
+            return Some(TrustPath {
+                distance: 0,
+                score_ppm: to_ppm(1.0),
+                edges: Vec::new(),
+                vouchers: Vouchers::default(),
+            });
+        }
         let a = self.node(from)?;
         let b = self.node(to)?;
         let mut w = self.weigher(capability, now_us, opts.half_life_us);

@@ -1,1 +1,7 @@
-//! Integration tests of guildhall-trust.
+//! Integration tests of guildhall-trust: hand-built graphs, the brute-force oracle property,
+//! the sybil scenario and determinism.
+
+mod common;
+mod oracle;
+mod scenarios;
+mod sybil;

@@ -1,0 +1,328 @@
+//! Property: the optimised ranker (frontier + in-edge check, base arrays + overlay) equals a
+//! brute-force enumeration of every simple path of at most three hops.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guildhall_trust::weight::{endorsement_weight, to_ppm};
+use guildhall_trust::{
+    Basis, BuildOptions, CandidateProvider, EdgeRef, Endorsement, RankOptions, Ranked, TrustGraph,
+    YEAR_US,
+};
+use proptest::prelude::*;
+
+use crate::common::{NOW, did, tid};
+
+const NODES: usize = 7;
+const SVC_A: &str = "at://did:plc:svc/dev.guildhall.service/a";
+const SVC_B: &str = "at://did:plc:svc/dev.guildhall.service/b";
+const CAPS: [&[&str]; 5] = [
+    &[],
+    &["sms"],
+    &["sms.send"],
+    &["email"],
+    &["sms.send.us", "email"],
+];
+const QUERIES: [Option<&str>; 3] = [None, Some("sms.send"), Some("email")];
+
+/// `(from, to, strength, age_us, caps, expiry, pin)`.
+type Spec = (usize, usize, i64, i64, usize, u8, u8);
+
+fn node(i: usize) -> String {
+    did(&format!("n{i}"))
+}
+
+fn endorsement(i: usize, s: &Spec, junk: bool) -> Endorsement {
+    let (from, to, strength, age, caps, expiry, pin) = *s;
+    let n = if junk { 5000 + i } else { i } as u64;
+    Endorsement {
+        uri: format!("at://{}/dev.guildhall.endorsement/{}", node(from), tid(n)),
+        cid: format!("bafyreitest{n}"),
+        author: node(from),
+        subject: node(to),
+        capabilities: CAPS[caps].iter().map(|c| c.to_string()).collect(),
+        strength,
+        created_at_us: NOW - age,
+        expires_at_us: match expiry {
+            0 => Some(NOW - 1),
+            1 => Some(NOW + 1000),
+            _ => None,
+        },
+        pinned: match pin {
+            0 => Some((SVC_A.into(), "bafyc1".into())),
+            1 => Some((SVC_A.into(), "bafyc2".into())),
+            2 => Some((SVC_B.into(), "bafyc1".into())),
+            _ => None,
+        },
+    }
+}
+
+fn weight(e: &Endorsement, cap: Option<&str>) -> f64 {
+    let current = match &e.pinned {
+        Some((svc, _)) if svc == SVC_A => Some("bafyc1"),
+        _ => None,
+    };
+    endorsement_weight(e, cap, NOW, YEAR_US, current)
+}
+
+#[derive(Debug, Clone)]
+struct Best {
+    dist: u8,
+    score: f64,
+    vouchers: BTreeSet<String>,
+}
+
+/// Every simple path of at most three hops from any seed, by depth-first enumeration.
+fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap<String, Best> {
+    let mut best: BTreeMap<String, Best> = BTreeMap::new();
+    for s in seeds {
+        best.insert(
+            s.clone(),
+            Best {
+                dist: 0,
+                score: 1.0,
+                vouchers: BTreeSet::new(),
+            },
+        );
+    }
+    fn walk(
+        list: &[Endorsement],
+        cap: Option<&str>,
+        seeds: &[String],
+        path: &mut Vec<String>,
+        product: f64,
+        best: &mut BTreeMap<String, Best>,
+    ) {
+        let Some(here) = path.last().cloned() else {
+            return;
+        };
+        for e in list.iter().filter(|e| e.author == here) {
+            let w = weight(e, cap);
+            if w <= 0.0 || path.contains(&e.subject) {
+                continue;
+            }
+            let p = product * w;
+            let len = path.len() as u8;
+            if !seeds.contains(&e.subject) {
+                let b = best.entry(e.subject.clone()).or_insert(Best {
+                    dist: u8::MAX,
+                    score: 0.0,
+                    vouchers: BTreeSet::new(),
+                });
+                if len < b.dist {
+                    (b.dist, b.score) = (len, p);
+                } else if len == b.dist && p > b.score {
+                    b.score = p;
+                }
+                b.vouchers.insert(here.clone());
+            }
+            if len < 3 {
+                path.push(e.subject.clone());
+                walk(list, cap, seeds, path, p, best);
+                path.pop();
+            }
+        }
+    }
+    for s in seeds {
+        walk(list, cap, seeds, &mut vec![s.clone()], 1.0, &mut best);
+    }
+    best
+}
+
+/// (candidate, basis, distance, score ppm, voucher count, voucher sample, exact score).
+type Row = (usize, Basis, Option<u8>, u32, u32, Vec<String>, f64);
+
+/// What the ranker must return, before the sybil cap.
+fn expected(
+    list: &[Endorsement],
+    viewer: Option<&str>,
+    anchors: &[String],
+    cap: Option<&str>,
+    cands: &[CandidateProvider],
+) -> Vec<Row> {
+    let by_viewer = viewer.map(|v| oracle(list, &[v.to_string()], cap));
+    let by_anchors = (!anchors.is_empty()).then(|| oracle(list, anchors, cap));
+    let mut rows: Vec<(u8, usize, Option<Best>)> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if let Some(b) = by_viewer.as_ref().and_then(|m| m.get(&c.operator)) {
+                (0, i, Some(b.clone()))
+            } else if let Some(b) = by_anchors.as_ref().and_then(|m| m.get(&c.operator)) {
+                (1, i, Some(b.clone()))
+            } else {
+                (2, i, None)
+            }
+        })
+        .collect();
+    rows.sort_by(|(ga, a, ba), (gb, b, bb)| {
+        let (ca, cb) = (&cands[*a], &cands[*b]);
+        ga.cmp(gb)
+            .then_with(|| match (ba, bb) {
+                (Some(x), Some(y)) => x
+                    .dist
+                    .cmp(&y.dist)
+                    .then(y.score.total_cmp(&x.score))
+                    .then(y.vouchers.len().cmp(&x.vouchers.len())),
+                _ => cb.quality_ppm.cmp(&ca.quality_ppm),
+            })
+            .then_with(|| ca.operator.cmp(&cb.operator))
+            .then_with(|| ca.service.cmp(&cb.service))
+            .then(a.cmp(b))
+    });
+    rows.into_iter()
+        .map(|(g, i, b)| {
+            let basis = if g == 0 {
+                Basis::Graph
+            } else {
+                Basis::Fallback
+            };
+            match b {
+                Some(b) => (
+                    i,
+                    basis,
+                    Some(b.dist),
+                    to_ppm(b.score),
+                    b.vouchers.len() as u32,
+                    b.vouchers.iter().take(5).cloned().collect(),
+                    b.score,
+                ),
+                None => (i, basis, None, 0, 0, Vec::new(), 0.0),
+            }
+        })
+        .collect()
+}
+
+/// The path must be a chain of live edges from a seed to the candidate whose weight product
+/// is exactly the optimal score.
+fn check_path(
+    list: &[Endorsement],
+    seeds: &[String],
+    cap: Option<&str>,
+    target: &str,
+    path: &[EdgeRef],
+    score: f64,
+) {
+    let Some(first) = path.first() else {
+        assert_eq!(score, 1.0, "only a seed has an empty path");
+        return;
+    };
+    assert!(seeds.contains(&first.from), "path starts at a seed");
+    assert_eq!(path.last().map(|e| e.to.as_str()), Some(target));
+    let mut product = 1.0;
+    for (k, r) in path.iter().enumerate() {
+        if k > 0 {
+            assert_eq!(path[k - 1].to, r.from);
+        }
+        let e = list.iter().find(|e| e.uri == r.uri);
+        let Some(e) = e else {
+            panic!("path edge {} is not a live endorsement", r.uri)
+        };
+        assert_eq!(
+            (&e.author, &e.subject, e.created_at_us),
+            (&r.from, &r.to, r.created_at_us)
+        );
+        assert_eq!(r.cid.as_deref(), Some(e.cid.as_str()));
+        product *= weight(e, cap);
+    }
+    assert_eq!(product, score, "the path explains the score exactly");
+}
+
+fn sybil_capped(r: &[Ranked]) -> Vec<usize> {
+    let endorser = |x: &Ranked| {
+        (x.path.len() >= 2)
+            .then(|| x.path.last().map(|e| e.from.clone()))
+            .flatten()
+    };
+    let (mut window, mut demoted, mut counts) = (Vec::new(), Vec::new(), BTreeMap::new());
+    let mut it = r.iter();
+    while window.len() < 10 {
+        let Some(x) = it.next() else { break };
+        match endorser(x) {
+            Some(u) if counts.get(&u).copied().unwrap_or(0) >= 2 => demoted.push(x.candidate),
+            Some(u) => {
+                *counts.entry(u).or_insert(0) += 1;
+                window.push(x.candidate);
+            }
+            None => window.push(x.candidate),
+        }
+    }
+    window
+        .into_iter()
+        .chain(demoted)
+        .chain(it.map(|x| x.candidate))
+        .collect()
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0..NODES,
+        0..NODES,
+        prop_oneof![Just(100i64), Just(50), 1i64..=100],
+        prop_oneof![Just(0i64), 0..4 * YEAR_US],
+        0..CAPS.len(),
+        0u8..8,
+        0u8..8,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ranker_equals_brute_force(
+        specs in prop::collection::vec(spec(), 0..28),
+        junk in prop::collection::vec(spec(), 0..4),
+        split in 0usize..28,
+        viewer in prop::option::of(0..NODES + 1),
+        anchor_mask in 0u8..8,
+        query in 0..QUERIES.len(),
+        qualities in prop::collection::vec(0u32..4, NODES + 1),
+    ) {
+        let list: Vec<Endorsement> = specs.iter().enumerate().map(|(i, s)| endorsement(i, s, false)).collect();
+        let junk: Vec<Endorsement> = junk.iter().enumerate().map(|(i, s)| endorsement(i, s, true)).collect();
+        // Base from a prefix plus junk, the rest through the overlay, then delete the junk.
+        let split = split.min(list.len());
+        let base = list[..split].iter().chain(&junk);
+        let Ok(mut g) = TrustGraph::build(base, &BuildOptions::default()) else { panic!("build") };
+        prop_assert!(g.set_service_cid(SVC_A, "bafyc1").is_ok());
+        for e in &list[split..] {
+            prop_assert!(g.add(e).is_ok());
+        }
+        for e in &junk {
+            prop_assert_eq!(g.remove(&e.uri), e.author != e.subject);
+        }
+        let cap = QUERIES[query];
+        // Node NODES is unknown to the graph.
+        let viewer = viewer.map(node);
+        let anchors: Vec<String> = (0..3).filter(|b| anchor_mask & (1 << b) != 0).map(|b| node(b + 4)).collect();
+        let cands: Vec<CandidateProvider> = (0..=NODES)
+            .map(|i| CandidateProvider { operator: node(i), service: format!("s{i}"), quality_ppm: qualities[i] })
+            .collect();
+        let want = expected(&list, viewer.as_deref(), &anchors, cap, &cands);
+
+        let free = RankOptions { anchors: anchors.clone(), sybil_window: 0, ..RankOptions::default() };
+        for graph in [&g, &g.rebuilt().unwrap_or_else(|e| panic!("{e}"))] {
+            let got = graph.rank(viewer.as_deref(), cap, &cands, NOW, &free);
+            let got_rows: Vec<_> = got
+                .iter()
+                .map(|x| (x.candidate, x.basis, x.distance, x.score_ppm, x.vouchers.count, x.vouchers.sample.clone()))
+                .collect();
+            let want_rows: Vec<_> = want.iter().map(|w| (w.0, w.1, w.2, w.3, w.4, w.5.clone())).collect();
+            prop_assert_eq!(got_rows, want_rows);
+            for (x, w) in got.iter().zip(&want) {
+                if let Some(d) = x.distance {
+                    let seeds = if x.basis == Basis::Graph { vec![viewer.clone().unwrap_or_default()] } else { anchors.clone() };
+                    prop_assert_eq!(x.path.len(), usize::from(d));
+                    check_path(&list, &seeds, cap, &cands[x.candidate].operator, &x.path, w.6);
+                    if x.basis == Basis::Graph {
+                        let tp = graph.path(&seeds[0], &cands[x.candidate].operator, cap, NOW, &free);
+                        prop_assert_eq!(tp.map(|t| (t.distance, t.score_ppm, t.edges)), Some((d, x.score_ppm, x.path.clone())));
+                    }
+                }
+            }
+            // The sybil cap is a stable demotion of the uncapped order.
+            let capped = graph.rank(viewer.as_deref(), cap, &cands, NOW, &RankOptions { anchors: anchors.clone(), ..RankOptions::default() });
+            prop_assert_eq!(capped.iter().map(|x| x.candidate).collect::<Vec<_>>(), sybil_capped(&got));
+        }
+    }
+}
