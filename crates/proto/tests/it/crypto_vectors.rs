@@ -197,3 +197,37 @@ fn peer_repo_commit_verifies() {
     assert!(tampered.verify_signature(&key).is_err());
     eprintln!("crypto peer commit: rev {} verified", commit.rev);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary key strings never panic the parsers.
+        #[test]
+        fn key_parsers_are_total(s in "z[1-9A-HJ-NP-Za-km-z]{0,100}|\\PC{0,60}") {
+            let _ = PublicKey::from_multikey(&s);
+            let _ = PublicKey::from_did_key(&format!("did:key:{s}"));
+            for t in ["Multikey", "EcdsaSecp256k1VerificationKey2019", "EcdsaSecp256r1VerificationKey2019"] {
+                let _ = PublicKey::from_verification_method(t, &s);
+            }
+        }
+
+        /// Random 64-byte signatures never verify and never panic; a real signature verifies
+        /// only for its own message.
+        #[test]
+        fn random_signatures_fail_typed(seed in any::<[u8; 32]>(), sig in proptest::collection::vec(any::<u8>(), 0..80), p256 in any::<bool>()) {
+            let sk = if p256 { SigningKey::generate_p256_from_seed(&seed) } else { SigningKey::generate_from_seed(&seed) };
+            let pk = sk.public_key();
+            let result = pk.verify(b"msg", &sig);
+            prop_assert!(result.is_err());
+            if sig.len() != 64 {
+                prop_assert_eq!(result, Err(SignatureError::BadLength(sig.len())));
+            }
+            let good = sk.sign(b"msg");
+            prop_assert_eq!(pk.verify(b"msg", &good), Ok(()));
+            prop_assert_eq!(pk.verify(b"msh", &good), Err(SignatureError::Invalid));
+            prop_assert_eq!(PublicKey::from_did_key(&pk.to_did_key()), Ok(pk));
+        }
+    }
+}
