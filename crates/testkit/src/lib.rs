@@ -16,9 +16,11 @@
 //! The harness must be installed first with `tests/peer/install.sh` (npm,
 //! about two minutes once); [`Peer::start`] fails with that hint otherwise.
 
+mod frames;
 mod peer;
 mod xrpc;
 
+pub use frames::{parse_frames, read_frames};
 pub use peer::{Account, PdsInfo, Peer, PeerInfo, PeerOptions, peer_dir};
 pub use xrpc::{
     ApplyWritesResult, RecordEntry, Session, Write, WriteResult, XrpcClient, XrpcError,

@@ -279,6 +279,9 @@ pub struct Peer {
     pid: u32,
     primary: PdsInfo,
     data_dir: PathBuf,
+    info_path: PathBuf,
+    node: PathBuf,
+    dir: PathBuf,
     stderr: Tail,
     http: XrpcClient,
 }
@@ -379,6 +382,9 @@ impl Peer {
                 handle_domain: String::new(),
             },
             data_dir,
+            info_path: info_path.clone(),
+            node: node.to_path_buf(),
+            dir: dir.to_path_buf(),
             stderr,
             http: XrpcClient::new()?,
         };
@@ -451,6 +457,66 @@ impl Peer {
         self.http
             .get_json(&format!("{}/{did}/data", self.info.plc_url))
             .await
+    }
+
+    /// The peer-info JSON file (input of the scripts in `tests/peer`).
+    pub fn info_path(&self) -> &Path {
+        &self.info_path
+    }
+
+    /// Runs a Node script of `tests/peer` against this peer (`--peer <info>`
+    /// is added), waits for it, and parses the JSON it prints on stdout.
+    /// Fails with the script's stderr if it exits non-zero.
+    pub async fn run_script(&self, script: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let out = Command::new(&self.node)
+            .current_dir(&self.dir)
+            .arg(script)
+            .arg("--peer")
+            .arg(&self.info_path)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .with_context(|| format!("running {script}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "{script} {args:?} failed ({}):\n{stdout}\n--- stderr ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_str(&stdout).with_context(|| format!("{script} printed no JSON: {stdout}"))
+    }
+
+    /// Writes `ops` operations of dev.guildhall.* records (create / put /
+    /// delete / applyWrites mix, `concurrency` in flight) with `load.mjs`;
+    /// returns its throughput summary.
+    pub async fn load(&self, ops: usize, concurrency: usize) -> Result<serde_json::Value> {
+        let (ops, conc) = (ops.to_string(), concurrency.to_string());
+        self.run_script("load.mjs", &["--count", &ops, "--concurrency", &conc])
+            .await
+    }
+
+    /// Records the firehose of every PDS from cursor 0 into `out` (frames
+    /// file, see [`crate::read_frames`]) while `ops` operations are written,
+    /// until every repo's latest commit has arrived (`record-stream.mjs`).
+    pub async fn record_stream(
+        &self,
+        out: &Path,
+        ops: usize,
+        concurrency: usize,
+    ) -> Result<serde_json::Value> {
+        let (ops, conc) = (ops.to_string(), concurrency.to_string());
+        let out = out
+            .to_str()
+            .ok_or_else(|| anyhow!("non-UTF-8 path {}", out.display()))?;
+        self.run_script(
+            "record-stream.mjs",
+            &["--out", out, "--count", &ops, "--concurrency", &conc],
+        )
+        .await
     }
 
     /// Stops the peer with SIGTERM (the PDSes and the PLC close cleanly),

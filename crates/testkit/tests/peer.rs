@@ -344,3 +344,47 @@ async fn missing_install_is_an_error_naming_install_sh() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn record_stream_captures_every_commit() -> Result<()> {
+    let peer = Peer::start(PeerOptions {
+        accounts: 3,
+        ..Default::default()
+    })
+    .await?;
+    let out = std::env::temp_dir().join(format!(
+        "guildhall-testkit-stream-{}.frames",
+        std::process::id()
+    ));
+    let ops = 40;
+    let summary = peer.record_stream(&out, ops, 4).await?;
+    let frames = guildhall_testkit::read_frames(&out);
+    std::fs::remove_file(&out)?;
+    let frames = frames?;
+    ensure!(
+        summary["load"]["errors"] == 0,
+        "load errors: {}",
+        summary["load"]
+    );
+    ensure!(
+        summary["files"][0]["frames"] == frames.len(),
+        "frame count matches: {summary}"
+    );
+    // A #commit header is the DAG-CBOR map {"t": "#commit", "op": 1}; keys
+    // sort by length, so every commit frame starts with these bytes.
+    let commit_prefix: Vec<u8> = [&[0xa2, 0x61, b't', 0x67][..], b"#commit"].concat();
+    let commits = frames
+        .iter()
+        .filter(|f| f.starts_with(&commit_prefix))
+        .count();
+    ensure!(
+        summary["framesByType"]["#commit"] == commits,
+        "commit count matches: {summary}"
+    );
+    // Every operation is one commit; account creation adds a genesis commit each.
+    ensure!(
+        commits == ops + 3,
+        "{commits} commits for {ops} ops + 3 genesis commits"
+    );
+    Ok(())
+}
