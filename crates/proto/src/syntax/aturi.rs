@@ -30,6 +30,15 @@ impl RecordKey {
 }
 string_type!(RecordKey);
 
+/// Splits a repository path (`<collection>/<rkey>`, as in firehose ops and MST keys) into its
+/// validated parts. A bad collection reports an NSID error, anything else a record-key error.
+pub fn parse_record_path(path: &str) -> Result<(Nsid, RecordKey), SyntaxError> {
+    let (collection, rkey) = path.split_once('/').ok_or(SyntaxError::RecordKey(
+        "repo path must be <collection>/<rkey>",
+    ))?;
+    Ok((Nsid::parse(collection)?, RecordKey::parse(rkey)?))
+}
+
 /// An AT URI in the restricted form Lexicon allows: authority, optional collection NSID,
 /// optional record key; no query, no fragment, no trailing slash. Parsed parts are kept so
 /// callers never re-split the string. Equality and order follow the string.
@@ -157,6 +166,31 @@ mod tests {
         let u = AtUri::parse("at://alice.test").expect("valid");
         assert!(u.collection().is_none() && u.rkey().is_none());
         assert!(AtUri::parse("at://alice.test/").is_err());
+    }
+
+    #[test]
+    fn record_paths() {
+        let (c, r) = parse_record_path("app.bsky.feed.post/3jzfcijpj2z2a").expect("valid");
+        assert_eq!(
+            (c.as_str(), r.as_str()),
+            ("app.bsky.feed.post", "3jzfcijpj2z2a")
+        );
+        assert!(matches!(
+            parse_record_path("app.bsky.feed.post"),
+            Err(SyntaxError::RecordKey(_))
+        ));
+        assert!(matches!(
+            parse_record_path("post/abc"),
+            Err(SyntaxError::Nsid(_))
+        ));
+        assert!(matches!(
+            parse_record_path("a.b.c/x/y"),
+            Err(SyntaxError::RecordKey(_))
+        ));
+        assert!(matches!(
+            parse_record_path("a.b.c/.."),
+            Err(SyntaxError::RecordKey(_))
+        ));
     }
 
     #[test]

@@ -93,6 +93,28 @@ impl Handle {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the top-level domain is one the handle spec reserves (`.alt`, `.arpa`,
+    /// `.example`, `.internal`, `.invalid`, `.local`, `.localhost`, `.onion`) or `.test`,
+    /// which is for development only. Such handles are syntactically valid but must not be
+    /// trusted from the public network.
+    pub fn has_reserved_tld(&self) -> bool {
+        const RESERVED: &[&str] = &[
+            "alt",
+            "arpa",
+            "example",
+            "internal",
+            "invalid",
+            "local",
+            "localhost",
+            "onion",
+            "test",
+        ];
+        self.0
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| RESERVED.contains(&tld))
+    }
 }
 string_type!(Handle);
 

@@ -13,7 +13,7 @@ mod nsid;
 mod tid;
 mod uri;
 
-pub use aturi::{AtUri, RecordKey};
+pub use aturi::{AtUri, RecordKey, parse_record_path};
 pub use cid::{parse_cid_str, validate_cid_syntax};
 pub use datetime::Datetime;
 pub use ident::{AtIdentifier, Did, Handle};
