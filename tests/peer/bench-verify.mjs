@@ -5,7 +5,7 @@
 // checked against the repo's #atproto key, and every op proven against the
 // signed MST root (verifyProofs in @atproto/repo), records decoded.
 //
-//   node bench-verify.mjs --frames FILE (--keys peer.json|map.json | --plc URL)
+//   node bench-verify.mjs --frames FILE (--keys peer.json|map.json | --plc URL | --peer peer.json)
 //                         [--mode firehose|direct] [--runner] [--repeat 1]
 //
 // Modes:
@@ -22,7 +22,8 @@
 // Identity: --keys gives the DID -> did:key map (a peer.mjs info file, or a
 // JSON object {did: "did:key:..."}); --plc resolves DID documents from a
 // running PLC through @atproto/identity with a memory cache (each DID is
-// fetched once, as a long-running consumer would).
+// fetched once, as a long-running consumer would); --peer FILE uses the PLC
+// of that running peer.
 //
 // Prints JSON: commits, ops verified/rejected, seconds, commits/s, ops/s.
 // #identity, #account and #sync frames are skipped: the benchmark is about
@@ -46,13 +47,15 @@ const { values: opt } = parseArgs({
     frames: { type: 'string' },
     keys: { type: 'string' },
     plc: { type: 'string' },
+    peer: { type: 'string' },
     mode: { type: 'string', default: 'firehose' },
     runner: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '1' },
   },
 })
+if (opt.peer && !opt.plc) opt.plc = JSON.parse(fs.readFileSync(opt.peer, 'utf8')).plc.url
 if (!opt.frames || (!opt.keys && !opt.plc) || !['firehose', 'direct'].includes(opt.mode)) {
-  process.stderr.write('usage: bench-verify.mjs --frames FILE (--keys FILE | --plc URL) [--mode firehose|direct] [--runner] [--repeat N]\n')
+  process.stderr.write('usage: bench-verify.mjs --frames FILE (--keys FILE | --plc URL | --peer FILE) [--mode firehose|direct] [--runner] [--repeat N]\n')
   process.exit(2)
 }
 

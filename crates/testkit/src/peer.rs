@@ -519,6 +519,19 @@ impl Peer {
         .await
     }
 
+    /// Runs every `#commit` of a frames file through Bluesky's reference
+    /// consumer (`@atproto/sync` Firehose, signatures and MST proofs on,
+    /// keys from this peer's PLC) with `bench-verify.mjs`; returns its JSON
+    /// (commits, ops, opsVerified, failures, commitsPerSecond, …). Fails if
+    /// any commit or op does not verify.
+    pub async fn verify_with_reference(&self, frames: &Path) -> Result<serde_json::Value> {
+        let frames = frames
+            .to_str()
+            .ok_or_else(|| anyhow!("non-UTF-8 path {}", frames.display()))?;
+        self.run_script("bench-verify.mjs", &["--frames", frames])
+            .await
+    }
+
     /// Stops the peer with SIGTERM (the PDSes and the PLC close cleanly),
     /// waits up to `grace` for it to exit, then kills it. Returns whether it
     /// exited by itself with status 0.

@@ -359,8 +359,18 @@ async fn record_stream_captures_every_commit() -> Result<()> {
     let ops = 40;
     let summary = peer.record_stream(&out, ops, 4).await?;
     let frames = guildhall_testkit::read_frames(&out);
+    // The reference consumer accepts every commit of the recording.
+    let verified = peer.verify_with_reference(&out).await;
     std::fs::remove_file(&out)?;
-    let frames = frames?;
+    let (frames, verified) = (frames?, verified?);
+    ensure!(
+        verified["failures"] == 0 && verified["opsVerified"] == verified["ops"],
+        "reference verifier: {verified}"
+    );
+    ensure!(
+        verified["ops"] == summary["load"]["writes"],
+        "one op per write: {verified} vs {summary}"
+    );
     ensure!(
         summary["load"]["errors"] == 0,
         "load errors: {}",
