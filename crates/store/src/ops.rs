@@ -28,6 +28,16 @@ pub(crate) enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
+/// Text as stored: PostgreSQL cannot hold U+0000 in TEXT, so both backends store it as
+/// U+FFFD; otherwise one such record would fail its whole batch on PostgreSQL only.
+pub(crate) fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
+}
+
 /// `($1,$2),($3,$4)` for `rows` rows of `cols` columns.
 pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
@@ -225,7 +235,7 @@ macro_rules! backend_ops {
 
         use crate::error::{StoreError, q};
         use crate::ops::{
-            Arg, CANDIDATE_COLS, HIT_COLS, build_search, now_ms, page_size, placeholders,
+            Arg, CANDIDATE_COLS, HIT_COLS, build_search, clean, now_ms, page_size, placeholders,
             rows_per_statement, search_text,
         };
         use crate::types::*;
@@ -242,8 +252,8 @@ macro_rules! backend_ops {
             arg: &Arg<'_>,
         ) -> sqlx::query::Query<'q, Db, Args> {
             match arg {
-                Arg::Text(s) => query.bind(s.as_ref().to_owned()),
-                Arg::OptText(s) => query.bind(s.map(str::to_owned)),
+                Arg::Text(s) => query.bind(clean(s)),
+                Arg::OptText(s) => query.bind(s.map(clean)),
                 Arg::Int(i) => query.bind(*i),
                 Arg::OptInt(i) => query.bind(*i),
                 Arg::Bool(b) => query.bind(*b),
@@ -295,7 +305,7 @@ macro_rules! backend_ops {
                 let sql = format!("{head} ({list}){tail}");
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for k in chunk {
-                    query = query.bind((*k).to_owned());
+                    query = query.bind(clean(k));
                 }
                 query.execute(&mut *c).await.map_err(q)?;
             }
@@ -340,7 +350,7 @@ macro_rules! backend_ops {
                     "INSERT INTO cursors (source, seq, updated_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
                 )
-                .bind(source.as_str())
+                .bind(clean(source.as_str()))
                 .bind(*seq)
                 .bind(now)
                 .execute(&mut *tx)
@@ -363,9 +373,9 @@ macro_rules! backend_ops {
                          rev = excluded.rev, data_cid = excluded.data_cid, status = excluded.status, \
                          updated_at = excluded.updated_at",
                     )
-                    .bind(r.did.as_str())
-                    .bind(r.rev.as_deref())
-                    .bind(r.data_cid.as_deref())
+                    .bind(clean(r.did.as_str()))
+                    .bind(r.rev.as_deref().map(clean))
+                    .bind(r.data_cid.as_deref().map(clean))
                     .bind(r.status.as_str())
                     .bind(now)
                     .execute(&mut *c)
@@ -378,7 +388,7 @@ macro_rules! backend_ops {
                         "INSERT INTO operators (did, status, updated_at) VALUES ($1, $2, $3) \
                          ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
                     )
-                    .bind(did.as_str())
+                    .bind(clean(did.as_str()))
                     .bind(status.as_str())
                     .bind(now)
                     .execute(&mut *c)
@@ -387,12 +397,12 @@ macro_rules! backend_ops {
                     if *status == OperatorStatus::Deleted {
                         delete_repo_records(c, did, now).await?;
                         sqlx::query("DELETE FROM repos WHERE did = $1")
-                            .bind(did.as_str())
+                            .bind(clean(did.as_str()))
                             .execute(&mut *c)
                             .await
                             .map_err(q)?;
                         sqlx::query("DELETE FROM backfill WHERE did = $1")
-                            .bind(did.as_str())
+                            .bind(clean(did.as_str()))
                             .execute(&mut *c)
                             .await
                             .map_err(q)?;
@@ -405,8 +415,8 @@ macro_rules! backend_ops {
                          ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, \
                          handle_verified = excluded.handle_verified, updated_at = excluded.updated_at",
                     )
-                    .bind(did.as_str())
-                    .bind(handle.as_ref().map(|h| h.to_lowercase()))
+                    .bind(clean(did.as_str()))
+                    .bind(handle.as_ref().map(|h| clean(&h.to_lowercase())))
                     .bind(*verified)
                     .bind(now)
                     .execute(&mut *c)
@@ -419,11 +429,11 @@ macro_rules! backend_ops {
                         "INSERT INTO rejections (uri, cid, collection, reason, detail, rejected_at) \
                          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uri, cid, reason) DO NOTHING",
                     )
-                    .bind(r.uri.as_str())
-                    .bind(r.cid.as_deref().unwrap_or(""))
-                    .bind(r.collection.as_str())
-                    .bind(r.reason.as_str())
-                    .bind(r.detail.as_deref())
+                    .bind(clean(r.uri.as_str()))
+                    .bind(clean(r.cid.as_deref().unwrap_or("")))
+                    .bind(clean(r.collection.as_str()))
+                    .bind(clean(r.reason.as_str()))
+                    .bind(r.detail.as_deref().map(clean))
                     .bind(now)
                     .execute(&mut *c)
                     .await
@@ -435,7 +445,7 @@ macro_rules! backend_ops {
                         "INSERT INTO backfill (did, status, updated_at) VALUES ($1, 'done', $2) \
                          ON CONFLICT (did) DO UPDATE SET status = 'done', updated_at = excluded.updated_at",
                     )
-                    .bind(did.as_str())
+                    .bind(clean(did.as_str()))
                     .bind(now)
                     .execute(&mut *c)
                     .await
@@ -455,7 +465,7 @@ macro_rules! backend_ops {
                 "DELETE FROM services WHERE uri = $1",
                 "DELETE FROM endorsements WHERE uri = $1",
             ] {
-                sqlx::query(sql).bind(uri).execute(&mut *c).await.map_err(q)?;
+                sqlx::query(sql).bind(clean(uri)).execute(&mut *c).await.map_err(q)?;
             }
             exec_dyn(
                 c,
@@ -472,7 +482,7 @@ macro_rules! backend_ops {
                 "DELETE FROM services WHERE did = $1",
                 "DELETE FROM endorsements WHERE author = $1",
             ] {
-                sqlx::query(sql).bind(did).execute(&mut *c).await.map_err(q)?;
+                sqlx::query(sql).bind(clean(did)).execute(&mut *c).await.map_err(q)?;
             }
             exec_dyn(
                 c,
@@ -756,7 +766,7 @@ macro_rules! backend_ops {
 
         pub(crate) async fn cursor(pool: &Pool, source: &str) -> Result<Option<i64>, StoreError> {
             sqlx::query_scalar::<_, i64>("SELECT seq FROM cursors WHERE source = $1")
-                .bind(source)
+                .bind(clean(source))
                 .fetch_optional(pool)
                 .await
                 .map_err(q)
@@ -764,7 +774,7 @@ macro_rules! backend_ops {
 
         pub(crate) async fn repo(pool: &Pool, did: &str) -> Result<Option<RepoRow>, StoreError> {
             let row = sqlx::query("SELECT did, rev, data_cid, status FROM repos WHERE did = $1")
-                .bind(did)
+                .bind(clean(did))
                 .fetch_optional(pool)
                 .await
                 .map_err(q)?;
@@ -810,7 +820,7 @@ macro_rules! backend_ops {
 
         pub(crate) async fn operator_status_of(pool: &Pool, did: &str) -> Result<Option<OperatorStatus>, StoreError> {
             let s = sqlx::query_scalar::<_, String>("SELECT status FROM operators WHERE did = $1")
-                .bind(did)
+                .bind(clean(did))
                 .fetch_optional(pool)
                 .await
                 .map_err(q)?;
@@ -833,7 +843,7 @@ macro_rules! backend_ops {
 
         pub(crate) async fn record(pool: &Pool, uri: &str) -> Result<Option<RecordRow>, StoreError> {
             let row = sqlx::query("SELECT uri, did, collection, rkey, cid, bytes FROM records WHERE uri = $1")
-                .bind(uri)
+                .bind(clean(uri))
                 .fetch_optional(pool)
                 .await
                 .map_err(q)?;
@@ -858,8 +868,8 @@ macro_rules! backend_ops {
             sqlx::query_as::<_, (String, String)>(
                 "SELECT uri, cid FROM records WHERE did = $1 AND collection = $2 ORDER BY rkey",
             )
-            .bind(did)
-            .bind(collection)
+            .bind(clean(did))
+            .bind(clean(collection))
             .fetch_all(pool)
             .await
             .map_err(q)
@@ -1055,7 +1065,7 @@ macro_rules! backend_ops {
         ) -> Result<EndorsementPage, StoreError> {
             let limit = page_size(limit);
             let rows = sqlx::query(sql)
-                .bind(did)
+                .bind(clean(did))
                 .bind(cursor.unwrap_or(i64::MAX))
                 .bind(i64::from(limit) + 1)
                 .fetch_all(pool)
@@ -1112,14 +1122,14 @@ macro_rules! backend_ops {
             let given = sqlx::query_scalar::<_, i64>(concat!(
                 "SELECT COUNT(*) FROM endorsements e WHERE e.author = $1 AND ", endo_visible!()
             ))
-            .bind(did)
+            .bind(clean(did))
             .fetch_one(pool)
             .await
             .map_err(q)?;
             let received = sqlx::query_scalar::<_, i64>(concat!(
                 "SELECT COUNT(*) FROM endorsements e WHERE e.subject = $1 AND ", endo_visible!()
             ))
-            .bind(did)
+            .bind(clean(did))
             .fetch_one(pool)
             .await
             .map_err(q)?;
