@@ -83,13 +83,13 @@ impl Commit {
     }
 
     /// Canonical DAG-CBOR of the whole signed commit (the block stored in a CAR).
-    pub fn encode(&self) -> Vec<u8> {
-        cbor::encode(self).unwrap_or_default()
+    pub fn encode(&self) -> Result<Vec<u8>, CommitError> {
+        Ok(cbor::encode(self)?)
     }
 
     /// The CID of [`Self::encode`]: what a firehose `#commit` names in its `commit` field.
-    pub fn cid(&self) -> Cid {
-        cbor::cid_for_cbor(&self.encode())
+    pub fn cid(&self) -> Result<Cid, CommitError> {
+        Ok(cbor::cid_for_cbor(&self.encode()?))
     }
 
     /// The commit without its signature.
@@ -151,7 +151,7 @@ mod tests {
     fn sign_encode_decode_verify() {
         let key = SigningKey::generate_from_seed(&[5; 32]);
         let commit = sample().sign(&key);
-        let block = commit.encode();
+        let block = commit.encode().expect("encodes");
         let back = Commit::decode(&block).expect("decodes");
         assert_eq!(back, commit);
         assert_eq!(back.verify_signature(&key.public_key()), Ok(()));
@@ -203,7 +203,7 @@ mod tests {
         let key = SigningKey::generate_from_seed(&[5; 32]);
         let mut unsigned = sample();
         unsigned.version = 2;
-        let block = unsigned.sign(&key).encode();
+        let block = unsigned.sign(&key).encode().expect("encodes");
         assert_eq!(
             Commit::decode(&block),
             Err(CommitError::UnsupportedVersion(2))

@@ -73,6 +73,8 @@ struct PlcService {
 /// Why a JSON value is not a DID document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DidDocumentError {
+    #[error("not a DID document: {0}")]
+    Json(String),
     #[error("DID document has neither \"id\" nor \"did\"")]
     MissingId,
     #[error("DID document's \"id\" and \"did\" disagree")]
@@ -130,6 +132,11 @@ fn string_or_ignored<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, 
 }
 
 impl DidDocument {
+    /// Parses JSON in either form (W3C document or PLC `/data`).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DidDocumentError> {
+        serde_json::from_slice(bytes).map_err(|e| DidDocumentError::Json(e.to_string()))
+    }
+
     /// Whether a method/service `id` names `fragment` of this DID: relative (`#atproto`, as
     /// the reference PLC writes it) or absolute (`did:plc:…#atproto`).
     fn is_fragment(&self, id: &str, fragment: &str) -> bool {
@@ -215,7 +222,14 @@ mod tests {
 
     #[test]
     fn id_errors() {
-        assert!(serde_json::from_str::<DidDocument>(r#"{"alsoKnownAs":[]}"#).is_err());
+        assert!(matches!(
+            DidDocument::from_json(br#"{"alsoKnownAs":[]}"#),
+            Err(DidDocumentError::Json(m)) if m.contains("neither")
+        ));
+        assert!(matches!(
+            DidDocument::from_json(b"[1]"),
+            Err(DidDocumentError::Json(_))
+        ));
         assert!(
             serde_json::from_str::<DidDocument>(r#"{"id":"did:plc:a","did":"did:plc:b"}"#).is_err()
         );

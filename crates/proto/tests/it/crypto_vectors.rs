@@ -72,10 +72,8 @@ fn signature_fixtures() {
             assert_eq!(result, Err(SignatureError::HighS), "{comment}");
         }
         if tags.contains(&"der-encoded") {
-            assert!(
-                matches!(result, Err(SignatureError::BadLength(l)) if l != 64),
-                "{comment}: {result:?}"
-            );
+            assert_ne!(sig.len(), 64, "{comment}: a DER signature is not 64 bytes");
+            assert_eq!(result, Err(SignatureError::BadLength), "{comment}");
         }
         n += 1;
     }
@@ -177,11 +175,11 @@ fn peer_repo_commit_verifies() {
     let commit = Commit::decode(block).expect("root is a v3 commit");
     assert_eq!(commit.did, doc.id);
     assert_eq!(
-        commit.encode(),
+        commit.encode().expect("encodes"),
         block,
         "re-encoding must reproduce the signed block"
     );
-    assert_eq!(commit.cid(), *root);
+    assert_eq!(commit.cid().expect("cid"), *root);
     assert_eq!(commit.verify_signature(&key), Ok(()));
 
     let latest = json(&peer_fixture("latest-commit-alice.json"));
@@ -222,7 +220,7 @@ mod properties {
             let result = pk.verify(b"msg", &sig);
             prop_assert!(result.is_err());
             if sig.len() != 64 {
-                prop_assert_eq!(result, Err(SignatureError::BadLength(sig.len())));
+                prop_assert_eq!(result, Err(SignatureError::BadLength));
             }
             let good = sk.sign(b"msg");
             prop_assert_eq!(pk.verify(b"msg", &good), Ok(()));
