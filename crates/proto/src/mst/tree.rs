@@ -106,8 +106,8 @@ impl<'b> Mst<'b> {
             root: None,
             poisoned: false,
         };
-        if let Some(layer) = root_layer(root, blocks)? {
-            tree.root = Some(load(tree.blocks, root, layer, None, None)?);
+        if let Some((layer, node)) = load_root(root, blocks)? {
+            tree.root = Some(to_tnode(root, layer, node));
         }
         Ok(tree)
     }
@@ -207,13 +207,23 @@ impl<'b> Mst<'b> {
 
 /// The layer of the tree at `root`, or `None` for the empty tree.
 pub(super) fn root_layer(root: Cid, blocks: &BlockMap) -> Result<Option<u8>, MstError> {
+    Ok(load_root(root, blocks)?.map(|(layer, _)| layer))
+}
+
+/// The root node with its layer (its keys' height), or `None` for the empty tree. A root
+/// without entries but with a subtree is not canonical: its layer would be unknowable.
+fn load_root(root: Cid, blocks: &BlockMap) -> Result<Option<(u8, Node)>, MstError> {
     let bytes = blocks.get(&root).ok_or(MstError::MissingBlock(root))?;
     let node = decode_node(bytes)?;
-    match node.height() {
-        Some(h) => Ok(Some(h)),
-        None if node.left.is_none() => Ok(None),
-        None => Err(MstError::NonCanonicalRoot(root)),
+    let layer = match node.height() {
+        Some(h) => h,
+        None if node.left.is_none() => return Ok(None),
+        None => return Err(MstError::NonCanonicalRoot(root)),
+    };
+    if layer == 0 && node.entries.iter().any(|e| e.right.is_some()) {
+        return Err(MstError::TooDeep(Some(root)));
     }
+    Ok(Some((layer, node)))
 }
 
 /// Decodes the node `cid` and checks it against its place: layer `layer`, keys strictly inside
@@ -263,7 +273,12 @@ fn load(
 ) -> Result<Box<TNode>, MstError> {
     let blocks = blocks.ok_or(MstError::MissingBlock(cid))?;
     let node = load_checked(blocks, cid, layer, lo, hi)?;
-    Ok(Box::new(TNode {
+    Ok(to_tnode(cid, layer, node))
+}
+
+/// A decoded node as an editable one, its subtrees as stubs.
+fn to_tnode(cid: Cid, layer: u8, node: Node) -> Box<TNode> {
+    Box::new(TNode {
         layer,
         cid: Some(cid),
         left: node.left.map(Sub::Stub),
@@ -276,7 +291,7 @@ fn load(
                 right: e.right.map(Sub::Stub),
             })
             .collect(),
-    }))
+    })
 }
 
 /// A subtree as a loaded node (loading it if it is a stub).
