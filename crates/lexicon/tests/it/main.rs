@@ -7,5 +7,6 @@ mod endorsement;
 mod interop;
 mod official;
 mod operator;
+mod robust;
 mod service;
 mod syntax;
