@@ -8,6 +8,8 @@ pub mod car;
 pub mod cbor;
 pub mod commit;
 pub mod crypto;
+#[cfg(feature = "forge")]
+pub mod forge;
 pub mod frame;
 pub mod identity;
 pub mod mst;
