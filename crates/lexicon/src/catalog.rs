@@ -3,8 +3,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
-use crate::LexiconError;
+use guildhall_proto::syntax;
+
 use crate::schema::{self, Def, Field, ObjectSchema};
+use crate::{LexiconError, ValidationIssue};
 
 /// Guildhall's own documents and the protocol definitions they reference, embedded at build time.
 const GUILDHALL_DOCUMENTS: [&str; 11] = [
@@ -89,7 +91,7 @@ impl Catalog {
         let mut out = BTreeSet::new();
         for def in self.defs.values() {
             match def {
-                Def::Record { record } => self.collect_unresolved_object(record, &mut out),
+                Def::Record { record, .. } => self.collect_unresolved_object(record, &mut out),
                 Def::Field(f) => self.collect_unresolved(f, &mut out),
                 Def::Endpoint { schemas } => {
                     for f in schemas {
@@ -128,5 +130,34 @@ impl Catalog {
             self.defs.get(&format!("{nsid}#main")),
             Some(Def::Record { .. })
         )
+    }
+
+    /// Checks a record key against the record type's key rule (`tid`, `nsid`, `any`,
+    /// `literal:<value>`), e.g. that an operator profile lives at `self`.
+    pub fn validate_record_key(&self, nsid: &str, rkey: &str) -> Result<(), ValidationIssue> {
+        let issue = |message: String| ValidationIssue {
+            path: String::new(),
+            message,
+        };
+        let Some(Def::Record { key, .. }) = self.defs.get(&format!("{nsid}#main")) else {
+            return Err(issue(format!(
+                "{nsid} is not a record type in this catalog"
+            )));
+        };
+        syntax::RecordKey::parse(rkey).map_err(|e| issue(format!("record key {rkey:?}: {e}")))?;
+        let ok = match key.as_deref() {
+            Some("tid") => syntax::Tid::parse(rkey).is_ok(),
+            Some("nsid") => syntax::Nsid::parse(rkey).is_ok(),
+            Some(k) => k.strip_prefix("literal:").is_none_or(|lit| lit == rkey),
+            None => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(issue(format!(
+                "record key {rkey:?} does not satisfy {nsid}'s key rule {:?}",
+                key.as_deref().unwrap_or_default()
+            )))
+        }
     }
 }

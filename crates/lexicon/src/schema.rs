@@ -14,6 +14,8 @@ use guildhall_proto::syntax;
 #[derive(Debug, Clone)]
 pub(crate) enum Def {
     Record {
+        /// `tid`, `nsid`, `any` or `literal:<value>`; `None` when the document gives none.
+        key: Option<String>,
         record: ObjectSchema,
     },
     /// query, procedure, subscription, permission-set: checked for shape, never data-validated.
@@ -242,17 +244,17 @@ impl Parser<'_> {
         }
         match ty {
             "record" => {
-                match o.get("key") {
-                    Some(Value::String(k)) if valid_record_key_type(k) => {}
+                let key = match o.get("key") {
+                    Some(Value::String(k)) if valid_record_key_type(k) => Some(k.clone()),
                     Some(Value::String(k)) => {
                         return Err(self.err(
                             &format!("{path}.key"),
                             format!("invalid record key type {k:?}"),
                         ));
                     }
-                    None => {}
+                    None => None,
                     Some(_) => return Err(self.err(&format!("{path}.key"), "must be a string")),
-                }
+                };
                 let rpath = format!("{path}.record");
                 let r = o
                     .get("record")
@@ -262,6 +264,7 @@ impl Parser<'_> {
                     return Err(self.err(&rpath, "a record schema must have type 'object'"));
                 }
                 Ok(Def::Record {
+                    key,
                     record: self.object(&rpath, ro, true)?,
                 })
             }

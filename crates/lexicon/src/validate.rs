@@ -305,7 +305,7 @@ impl Walk<'_> {
         match self.catalog.defs.get(target) {
             None => self.issue(path, format!("unresolved reference {target}")),
             Some(Def::Field(f)) => self.field(f, v, path, depth),
-            Some(Def::Record { record }) => self.object(record, v, path, depth),
+            Some(Def::Record { record, .. }) => self.object(record, v, path, depth),
             Some(Def::Token) => self.issue(path, format!("{target} is a token, which has no data")),
             Some(Def::Endpoint { .. }) => {
                 self.issue(path, format!("{target} is not a data schema"))
@@ -391,7 +391,8 @@ impl Catalog {
             catalog: self,
             issues: Vec::new(),
         };
-        let Some(Def::Record { record: schema }) = self.defs.get(&format!("{nsid}#main")) else {
+        let Some(Def::Record { record: schema, .. }) = self.defs.get(&format!("{nsid}#main"))
+        else {
             walk.issue("", format!("{nsid} is not a record type in this catalog"));
             return Err(walk.issues);
         };

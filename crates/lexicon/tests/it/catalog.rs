@@ -126,3 +126,35 @@ fn duplicate_and_broken_documents_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn record_keys_follow_each_type() {
+    let catalog = Catalog::guildhall().expect("embedded catalog");
+    assert_eq!(catalog.validate_record_key(OPERATOR_NSID, "self"), Ok(()));
+    assert!(
+        catalog
+            .validate_record_key(OPERATOR_NSID, "profile")
+            .is_err()
+    );
+    assert_eq!(
+        catalog.validate_record_key(ENDORSEMENT_NSID, "3kznmn7xqxl22"),
+        Ok(())
+    );
+    let err = catalog
+        .validate_record_key(ENDORSEMENT_NSID, "my-endorsement")
+        .expect_err("not a TID");
+    assert_eq!(
+        err.message,
+        r#"record key "my-endorsement" does not satisfy dev.guildhall.endorsement's key rule "tid""#
+    );
+    assert_eq!(
+        catalog.validate_record_key(SERVICE_NSID, "acme-sms"),
+        Ok(())
+    );
+    assert!(catalog.validate_record_key(SERVICE_NSID, "..").is_err());
+    assert!(
+        catalog
+            .validate_record_key(SEARCH_SERVICES_NSID, "x")
+            .is_err()
+    );
+}

@@ -41,6 +41,8 @@ fn record_data_valid() {
         let data = &case["data"];
         let result = catalog.validate_record_json(nsid_of(data), data);
         assert!(result.is_ok(), "{}: {:?}", case["name"], result);
+        let rkey = case["rkey"].as_str().expect("vector rkey");
+        assert_eq!(catalog.validate_record_key(nsid_of(data), rkey), Ok(()));
     }
     println!("record-data-valid: {} cases passed", cases.len());
     assert!(cases.len() >= 3);
