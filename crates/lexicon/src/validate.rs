@@ -346,8 +346,24 @@ impl Walk<'_> {
             Ipld::Map(m) if m.get("$type") == Some(&Ipld::String("blob".into())) => {
                 self.issue(path, "expected an object, found a blob");
             }
-            Ipld::Map(_) => {}
+            Ipld::Map(_) => self.no_floats(v, path),
             _ => self.issue(path, format!("expected an object, found {}", kind(v))),
+        }
+    }
+
+    /// Free-form data must still be ATProto data: no floats at any depth (a JSON Schema's
+    /// `"maximum": 0.5` cannot be published). Iterative, so hostile nesting cannot overflow.
+    fn no_floats(&mut self, v: &Ipld, path: &str) {
+        let mut stack = vec![(v, path.to_owned())];
+        while let Some((v, p)) = stack.pop() {
+            match v {
+                Ipld::Float(_) => self.issue(&p, "floats are not allowed in the data model"),
+                Ipld::List(l) => {
+                    stack.extend(l.iter().enumerate().map(|(i, x)| (x, format!("{p}[{i}]"))))
+                }
+                Ipld::Map(m) => stack.extend(m.iter().map(|(k, x)| (x, join(&p, k)))),
+                _ => {}
+            }
         }
     }
 }

@@ -119,3 +119,28 @@ fn messages_are_precise() {
     name: 65 graphemes, more than maxGraphemes 64
     "#);
 }
+
+#[test]
+fn floats_inside_json_schemas_are_refused() {
+    let mut record = json_to_ipld(&cases::full_service()).expect("data model");
+    let ipld_core::ipld::Ipld::Map(top) = &mut record else {
+        panic!("object")
+    };
+    let ipld_core::ipld::Ipld::List(ops) = top.get_mut("operations").expect("operations") else {
+        panic!("list")
+    };
+    let ipld_core::ipld::Ipld::Map(op) = &mut ops[0] else {
+        panic!("object")
+    };
+    let schema = ipld_core::ipld!({"type": "number", "maximum": 0.5});
+    op.insert("inputSchema".into(), schema);
+    let issues = Catalog::guildhall()
+        .expect("embedded catalog")
+        .validate_record(SERVICE_NSID, &record)
+        .expect_err("float inside unknown");
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(
+        issues[0].to_string(),
+        "operations[0].inputSchema.maximum: floats are not allowed in the data model"
+    );
+}
