@@ -13,7 +13,7 @@ const RECORDS: usize = 10_000;
 
 fn key(i: usize) -> String {
     // TID-like record keys spread over two collections, as a busy repo would have.
-    let collection = if i % 3 == 0 {
+    let collection = if i.is_multiple_of(3) {
         "app.bsky.feed.like"
     } else {
         "app.bsky.feed.post"
