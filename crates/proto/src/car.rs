@@ -215,13 +215,9 @@ pub fn write_car(roots: &[Cid], blocks: &BlockMap) -> Vec<u8> {
     // The header by hand, in DAG-CBOR key order ("roots" before "version"): infallible.
     let mut header = vec![0xa2, 0x65];
     header.extend_from_slice(b"roots");
-    cbor_head(&mut header, 4, roots.len() as u64);
+    cbor::write_head(&mut header, 4, roots.len() as u64);
     for root in roots {
-        let cid = root.to_bytes();
-        header.extend_from_slice(&[0xd8, 0x2a]);
-        cbor_head(&mut header, 2, cid.len() as u64 + 1);
-        header.push(0x00);
-        header.extend_from_slice(&cid);
+        cbor::write_cid(&mut header, root);
     }
     header.push(0x67);
     header.extend_from_slice(b"version");
@@ -238,27 +234,6 @@ pub fn write_car(roots: &[Cid], blocks: &BlockMap) -> Vec<u8> {
         out.extend_from_slice(block);
     }
     out
-}
-
-/// Appends a minimal CBOR head.
-fn cbor_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        0..=23 => out.push(m | n as u8),
-        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
 }
 
 fn write_varint(out: &mut Vec<u8>, mut n: u64) {

@@ -152,6 +152,34 @@ pub(crate) fn sha256_multihash(digest: [u8; 32]) -> Multihash<64> {
     Multihash::wrap(SHA2_256, &digest).unwrap_or_default()
 }
 
+/// Appends a CBOR head (major type and argument) in its shortest form.
+pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// Appends a CID link: tag 42 over a byte string of 0x00 then the binary CID.
+pub(crate) fn write_cid(out: &mut Vec<u8>, cid: &Cid) {
+    let bytes = cid.to_bytes();
+    out.extend_from_slice(&[0xd8, 0x2a]);
+    write_head(out, 2, bytes.len() as u64 + 1);
+    out.push(0x00);
+    out.extend_from_slice(&bytes);
+}
+
 fn serde_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> {
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| CborError::Decode(e.to_string()))
 }

@@ -33,9 +33,6 @@ pub enum MstError {
     /// A node block is not strict DAG-CBOR of the node shape.
     #[error("MST node does not decode: {0}")]
     NodeDecode(CborError),
-    /// A node could not be encoded.
-    #[error("MST node does not encode: {0}")]
-    Encode(CborError),
     /// A prefix length longer than the previous key or not the exact shared prefix.
     #[error("MST node has a non-canonical key prefix")]
     BadPrefix,

@@ -103,7 +103,7 @@ pub fn decode_node(bytes: &[u8]) -> Result<Node, MstError> {
 }
 
 /// Encodes a node canonically (prefix compression against the previous key).
-pub fn encode_node(node: &Node) -> Result<Vec<u8>, MstError> {
+pub fn encode_node(node: &Node) -> Vec<u8> {
     let parts: Vec<(&str, Cid, Option<Cid>)> = node
         .entries
         .iter()
@@ -112,35 +112,89 @@ pub fn encode_node(node: &Node) -> Result<Vec<u8>, MstError> {
     encode_parts(node.left, &parts)
 }
 
-/// Encodes node parts canonically from borrowed keys.
-pub(super) fn encode_parts(
-    left: Option<Cid>,
-    entries: &[(&str, Cid, Option<Cid>)],
-) -> Result<Vec<u8>, MstError> {
-    #[derive(serde::Serialize)]
-    struct E<'a> {
-        p: u64,
-        #[serde(with = "serde_bytes")]
-        k: &'a [u8],
-        v: Cid,
-        t: Option<Cid>,
-    }
-    #[derive(serde::Serialize)]
-    struct N<'a> {
-        l: Option<Cid>,
-        e: Vec<E<'a>>,
-    }
+/// Encodes node parts canonically from borrowed keys. Written by hand rather than through
+/// serde: the shape is fixed, the key order is known (`e` < `l`; `k` < `p` < `t` < `v`), and
+/// re-encoding edited nodes is most of the cost of an inversion. A unit test checks it against
+/// the serde encoder.
+pub(super) fn encode_parts(left: Option<Cid>, entries: &[(&str, Cid, Option<Cid>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + entries.len() * 96);
+    out.extend_from_slice(&[0xa2, 0x61, b'e']);
+    cbor::write_head(&mut out, 4, entries.len() as u64);
     let mut prev = "";
-    let mut e = Vec::with_capacity(entries.len());
     for (key, v, t) in entries {
         let p = common_prefix_len(prev, key);
-        e.push(E {
-            p: p as u64,
-            k: &key.as_bytes()[p..],
-            v: *v,
-            t: *t,
-        });
+        let suffix = &key.as_bytes()[p..];
+        out.extend_from_slice(&[0xa4, 0x61, b'k']);
+        cbor::write_head(&mut out, 2, suffix.len() as u64);
+        out.extend_from_slice(suffix);
+        out.extend_from_slice(&[0x61, b'p']);
+        cbor::write_head(&mut out, 0, p as u64);
+        out.extend_from_slice(&[0x61, b't']);
+        write_link(&mut out, t.as_ref());
+        out.extend_from_slice(&[0x61, b'v']);
+        write_link(&mut out, Some(v));
         prev = key;
     }
-    cbor::encode(&N { l: left, e }).map_err(MstError::Encode)
+    out.extend_from_slice(&[0x61, b'l']);
+    write_link(&mut out, left.as_ref());
+    out
+}
+
+fn write_link(out: &mut Vec<u8>, cid: Option<&Cid>) {
+    match cid {
+        Some(c) => cbor::write_cid(out, c),
+        None => out.push(0xf6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The serde form of a node, to check the hand encoder against.
+    fn serde_encode(left: Option<Cid>, entries: &[(&str, Cid, Option<Cid>)]) -> Vec<u8> {
+        let mut prev = "";
+        let mut e = Vec::new();
+        for (key, v, t) in entries {
+            let p = common_prefix_len(prev, key);
+            e.push(EntryData {
+                p: p as u64,
+                k: ByteBuf::from(key.as_bytes()[p..].to_vec()),
+                v: *v,
+                t: *t,
+            });
+            prev = key;
+        }
+        cbor::encode(&NodeData { l: left, e }).unwrap()
+    }
+
+    #[test]
+    fn hand_encoder_matches_serde() {
+        let a = cbor::cid_for_cbor(b"a");
+        let b = cbor::cid_for_cbor(b"b");
+        let long = "x".repeat(300);
+        let keys = [
+            "app.bsky.feed.post/1",
+            "app.bsky.feed.post/2",
+            long.as_str(),
+        ];
+        type Parts<'a> = Vec<(&'a str, Cid, Option<Cid>)>;
+        let cases: Vec<(Option<Cid>, Parts<'_>)> = vec![
+            (None, vec![]),
+            (Some(a), vec![]),
+            (None, vec![(keys[0], a, None)]),
+            (
+                Some(b),
+                vec![
+                    (keys[0], a, Some(b)),
+                    (keys[1], b, None),
+                    (keys[2], a, Some(a)),
+                ],
+            ),
+        ];
+        for (left, entries) in &cases {
+            let bytes = encode_parts(*left, entries);
+            assert_eq!(bytes, serde_encode(*left, entries));
+        }
+    }
 }

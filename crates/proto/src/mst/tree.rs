@@ -178,7 +178,7 @@ impl<'b> Mst<'b> {
         self.guard(|root| match root {
             Some(node) => seal(node, &mut out),
             None => {
-                let bytes = encode(None, &[])?;
+                let bytes = encode(None, &[]);
                 let cid = cbor::cid_for_cbor(&bytes);
                 if let Some(out) = out.as_mut() {
                     out.insert(cid, bytes);
@@ -594,7 +594,7 @@ fn seal(node: &mut TNode, out: &mut Option<&mut BlockMap>) -> Result<Cid, MstErr
         .zip(rights)
         .map(|(e, r)| (e.key.as_str(), e.value, r))
         .collect();
-    let bytes = encode(left, &parts)?;
+    let bytes = encode(left, &parts);
     let cid = cbor::cid_for_cbor(&bytes);
     if let Some(out) = out.as_deref_mut() {
         out.insert(cid, bytes);
