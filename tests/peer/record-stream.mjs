@@ -6,7 +6,11 @@
 //
 //   node record-stream.mjs --peer FILE --out FRAMES [--count 10000]
 //                          [--concurrency 8] [--mix mixed] [--client fetch|api]
-//                          [--timeout-s 60]
+//                          [--timeout-s 60] [--keys-out FILE]
+//
+// Also writes FILE (default FRAMES.keys.json): {did: "did:key:..."} of every
+// account, so the recording can be verified later without the peer (the
+// PLC is in memory and gone once the peer stops): bench-verify --keys FILE.
 //
 // With several PDSes, PDS i > 0 is written to FRAMES.pds<i>. The capture
 // stops once every account's latest commit (com.atproto.sync.getLatestCommit)
@@ -30,6 +34,7 @@ const { values: opt } = parseArgs({
     client: { type: 'string', default: 'fetch' },
     seed: { type: 'string', default: '1' },
     'timeout-s': { type: 'string', default: '60' },
+    'keys-out': { type: 'string' },
   },
 })
 if (!opt.out) {
@@ -37,6 +42,9 @@ if (!opt.out) {
   process.exit(2)
 }
 const peer = readPeerInfo(opt.peer)
+const keysOut = opt['keys-out'] ?? `${opt.out}.keys.json`
+const { writeFileSync } = await import('node:fs')
+writeFileSync(keysOut, JSON.stringify(Object.fromEntries(peer.accounts.map((a) => [a.did, a.signingKey])), null, 2))
 const t0 = performance.now()
 
 // ---- one capture per PDS -----------------------------------------------------------
@@ -106,6 +114,7 @@ process.stdout.write(
   JSON.stringify(
     {
       files: captures.map((c) => ({ file: c.file, frames: c.writer.frames, bytes: c.writer.bytes })),
+      keys: keysOut,
       framesByType: byType,
       seconds: Number(seconds.toFixed(3)),
       load,

@@ -362,6 +362,16 @@ async fn record_stream_captures_every_commit() -> Result<()> {
     // The reference consumer accepts every commit of the recording.
     let verified = peer.verify_with_reference(&out).await;
     std::fs::remove_file(&out)?;
+    let keys = std::fs::read_to_string(out.with_extension("frames.keys.json"));
+    std::fs::remove_file(out.with_extension("frames.keys.json"))?;
+    let keys: Value = serde_json::from_str(&keys?)?;
+    for a in peer.accounts() {
+        ensure!(
+            keys[&a.did] == a.signing_key.as_str(),
+            "keys file has {}: {keys}",
+            a.did
+        );
+    }
     let (frames, verified) = (frames?, verified?);
     ensure!(
         verified["failures"] == 0 && verified["opsVerified"] == verified["ops"],
