@@ -652,6 +652,32 @@ impl TrustGraph {
         self.fwd_to.len()
     }
 
+    /// Stored in-edges of `node` (live or not).
+    pub(crate) fn in_degree(&self, node: u32) -> usize {
+        let n = node as usize;
+        let base = if n < self.base_nodes {
+            (self.rev_off[n + 1] - self.rev_off[n]) as usize
+        } else {
+            0
+        };
+        base + self.ov_in.get(&node).map_or(0, Vec::len)
+    }
+
+    /// Stored out-edges of `node` (live or not).
+    pub(crate) fn out_degree(&self, node: u32) -> usize {
+        let n = node as usize;
+        let base = if n < self.base_nodes {
+            (self.fwd_off[n + 1] - self.fwd_off[n]) as usize
+        } else {
+            0
+        };
+        base + self.ov_out.get(&node).map_or(0, Vec::len)
+    }
+
+    pub(crate) fn node_count(&self) -> usize {
+        self.dids.len()
+    }
+
     pub(crate) fn node(&self, did: &str) -> Option<u32> {
         self.dids.lookup(did)
     }

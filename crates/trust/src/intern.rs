@@ -17,15 +17,28 @@ pub(crate) struct Interner {
     slots: Vec<u32>,
 }
 
-/// FNV-1a followed by a multiplicative finaliser: fast on short keys, and deterministic,
-/// which matters because the crate promises identical output for identical input.
+/// Word-at-a-time multiply-rotate hash with a murmur3 finaliser: fast on short keys, well
+/// mixed in every bit, and deterministic (the crate promises identical output for identical
+/// input, so no random seed).
 fn hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let b = s.as_bytes();
+    let mut h: u64 = 0x243f_6a88_85a3_08d3 ^ b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
-    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(w)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 impl Interner {

@@ -34,6 +34,19 @@ struct Reach {
 
 struct Frontier {
     map: IdMap<Reach>,
+    /// One bit per node: in `map`. The in-edge scan of a popular candidate mostly meets
+    /// nodes outside the frontier, and a bit test in a cache-resident bitmap rejects them far
+    /// faster than a hash probe.
+    mask: Vec<u64>,
+}
+
+impl Frontier {
+    #[inline]
+    fn contains(&self, u: u32) -> bool {
+        self.mask
+            .get(u as usize / 64)
+            .is_some_and(|w| w & (1 << (u % 64)) != 0)
+    }
 }
 
 /// The outcome for one operator.
@@ -45,6 +58,38 @@ struct Eval {
     last: u32,
     /// Sorted, distinct.
     vouchers: Vec<u32>,
+}
+
+/// Best candidate path and vouchers seen so far for one target.
+#[derive(Default)]
+struct Acc {
+    best: Option<(u8, f64, u32)>,
+    vouchers: Vec<u32>,
+}
+
+impl Acc {
+    fn finish(mut self) -> Option<Eval> {
+        let (dist, best, last) = self.best?;
+        self.vouchers.sort_unstable();
+        self.vouchers.dedup();
+        Some(Eval {
+            dist,
+            best,
+            last,
+            vouchers: self.vouchers,
+        })
+    }
+}
+
+impl Eval {
+    fn zero() -> Self {
+        Self {
+            dist: 0,
+            best: 1.0,
+            last: NONE,
+            vouchers: Vec::new(),
+        }
+    }
 }
 
 /// Whether (`val`, edge `e`) beats the current (`best`, edge `cur`).
@@ -138,55 +183,116 @@ impl Frontier {
                 }
             });
         }
-        Self { map }
+        let mut mask = vec![0u64; g.node_count().div_ceil(64)];
+        for &u in map.keys() {
+            if let Some(w) = mask.get_mut(u as usize / 64) {
+                *w |= 1 << (u % 64);
+            }
+        }
+        Self { map, mask }
     }
 
-    /// Distance, score, last edge and vouchers of operator `p`, or `None` if no path of at
-    /// most three hops reaches it.
-    fn evaluate(&self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<Eval> {
-        if self.map.get(&p).is_some_and(|r| r.dist == 0) {
-            return Some(Eval {
-                dist: 0,
-                best: 1.0,
-                last: NONE,
-                vouchers: Vec::new(),
-            });
+    /// Offers edge `e` (`u → p`, weight `we`) from frontier node `u` to `p`'s accumulator.
+    /// Pull and push evaluation both go through here, so they cannot disagree.
+    #[inline]
+    fn offer(g: &TrustGraph, acc: &mut Acc, r: &Reach, u: u32, p: u32, e: u32, we: f64) {
+        // u vouches only if some simple path to it avoids p (a 2-hop path via another node).
+        if r.dist < 2 || r.vias.iter().any(|&x| x != NONE && x != p) {
+            acc.vouchers.push(u);
         }
-        let mut best: Option<(u8, f64, u32)> = None;
-        let mut vouchers = Vec::new();
+        let d = r.dist + 1;
+        let val = r.best * we;
+        let take = match acc.best {
+            None => true,
+            Some((bd, bv, be)) => d < bd || (d == bd && beats(g, val, e, bv, be)),
+        };
+        if take {
+            acc.best = Some((d, val, e));
+        }
+    }
+
+    fn is_seed(&self, p: u32) -> bool {
+        self.map.get(&p).is_some_and(|r| r.dist == 0)
+    }
+
+    /// Distance, score, last edge and vouchers of operator `p` (pull: scan its in-edges), or
+    /// `None` if no path of at most three hops reaches it.
+    fn evaluate(&self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<Eval> {
+        if self.is_seed(p) {
+            return Some(Eval::zero());
+        }
+        let mut acc = Acc::default();
         g.for_each_in(p, |u, e| {
+            if u == p || !self.contains(u) {
+                return;
+            }
             let Some(r) = self.map.get(&u) else {
                 return;
             };
-            if u == p {
-                return;
-            }
             let we = w.weight(e);
-            if we <= 0.0 {
-                return;
-            }
-            if r.dist < 2 || r.vias.iter().any(|&x| x != NONE && x != p) {
-                vouchers.push(u);
-            }
-            let d = r.dist + 1;
-            let val = r.best * we;
-            let take = match best {
-                None => true,
-                Some((bd, bv, be)) => d < bd || (d == bd && beats(g, val, e, bv, be)),
-            };
-            if take {
-                best = Some((d, val, e));
+            if we > 0.0 {
+                Self::offer(g, &mut acc, r, u, p, e, we);
             }
         });
-        let (dist, best, last) = best?;
-        vouchers.sort_unstable();
-        vouchers.dedup();
-        Some(Eval {
-            dist,
-            best,
-            last,
-            vouchers,
-        })
+        acc.finish()
+    }
+
+    /// Evaluates many operators at once, choosing the cheaper direction: the in-edges of every
+    /// target (pull) or the out-edges of every frontier node (push, i.e. a third BFS layer
+    /// restricted to the targets). Both visit the same edge set, so the results are equal.
+    fn evaluate_all(
+        &self,
+        g: &TrustGraph,
+        w: &mut Weigher<'_>,
+        targets: &[u32],
+    ) -> IdMap<Option<Eval>> {
+        let pull: usize = targets.iter().map(|&p| g.in_degree(p)).sum();
+        let push: usize = self.map.keys().map(|&u| g.out_degree(u)).sum();
+        let mut out: IdMap<Option<Eval>> = IdMap::default();
+        out.reserve(targets.len());
+        if pull <= push {
+            for &p in targets {
+                out.insert(p, self.evaluate(g, w, p));
+            }
+            return out;
+        }
+        let mut slot: IdMap<usize> = IdMap::default();
+        let mut mask = vec![0u64; g.node_count().div_ceil(64)];
+        let mut accs: Vec<(u32, Acc)> = Vec::new();
+        for &p in targets {
+            if self.is_seed(p) {
+                out.insert(p, Some(Eval::zero()));
+            } else if let Some(m) = mask.get_mut(p as usize / 64) {
+                if *m & (1 << (p % 64)) == 0 {
+                    *m |= 1 << (p % 64);
+                    slot.insert(p, accs.len());
+                    accs.push((p, Acc::default()));
+                }
+            } else {
+                out.insert(p, None);
+            }
+        }
+        for (&u, r) in &self.map {
+            g.for_each_out(u, |p, e| {
+                if mask
+                    .get(p as usize / 64)
+                    .is_none_or(|m| m & (1 << (p % 64)) == 0)
+                {
+                    return;
+                }
+                let Some(acc) = slot.get(&p).and_then(|&i| accs.get_mut(i)) else {
+                    return;
+                };
+                let we = w.weight(e);
+                if we > 0.0 {
+                    Self::offer(g, &mut acc.1, r, u, p, e, we);
+                }
+            });
+        }
+        for (p, acc) in accs {
+            out.insert(p, acc.finish());
+        }
+        out
     }
 
     /// The edges of the best path ending with edge `last`, seed first.
@@ -234,6 +340,24 @@ impl Evaluator {
         let i = self.evals.len() - 1;
         self.zero = Some(i);
         i
+    }
+
+    /// Evaluates every node of `nodes` not yet known, in one pass.
+    fn prefetch(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, nodes: &[u32]) {
+        let mut todo: Vec<u32> = nodes
+            .iter()
+            .copied()
+            .filter(|p| !self.memo.contains_key(p))
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        for (p, ev) in self.frontier.evaluate_all(g, w, &todo) {
+            let r = ev.map(|ev| {
+                self.evals.push(ev);
+                self.evals.len() - 1
+            });
+            self.memo.insert(p, r);
+        }
     }
 
     fn get(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<usize> {
@@ -306,9 +430,42 @@ impl TrustGraph {
         anchors.dedup();
         let mut by_anchors: Option<Evaluator> = None;
 
+        let nodes: Vec<Option<u32>> = candidates.iter().map(|c| self.node(&c.operator)).collect();
+        if let Some(ev) = by_viewer.as_mut() {
+            let todo: Vec<u32> = candidates
+                .iter()
+                .zip(&nodes)
+                .filter(|(c, _)| viewer != Some(c.operator.as_str()))
+                .filter_map(|(_, n)| *n)
+                .collect();
+            ev.prefetch(self, &mut w, &todo);
+        }
+        if !opts.anchors.is_empty() {
+            // Only candidates the viewer does not reach fall back to the anchors.
+            let todo: Vec<u32> = candidates
+                .iter()
+                .zip(&nodes)
+                .filter(|(c, _)| {
+                    viewer != Some(c.operator.as_str()) && !opts.anchors.contains(&c.operator)
+                })
+                .filter_map(|(_, n)| *n)
+                .filter(|p| {
+                    by_viewer
+                        .as_ref()
+                        .is_none_or(|ev| ev.memo.get(p).is_none_or(Option::is_none))
+                })
+                .collect();
+            if !todo.is_empty() {
+                let ev = by_anchors.get_or_insert_with(|| {
+                    Evaluator::new(Frontier::compute(self, &mut w, &anchors))
+                });
+                ev.prefetch(self, &mut w, &todo);
+            }
+        }
+
         let mut entries = Vec::with_capacity(candidates.len());
         for (i, c) in candidates.iter().enumerate() {
-            let node = self.node(&c.operator);
+            let node = nodes[i];
             let mut entry = Entry {
                 candidate: i,
                 source: Source::Quality,
