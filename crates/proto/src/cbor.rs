@@ -173,11 +173,44 @@ pub(crate) fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
 
 /// Appends a CID link: tag 42 over a byte string of 0x00 then the binary CID.
 pub(crate) fn write_cid(out: &mut Vec<u8>, cid: &Cid) {
+    let digest = cid.hash().digest();
+    // Fast path for the only CIDs ATProto uses (v1, one-byte codec, SHA2-256): no allocation.
+    if cid.version() == cid::Version::V1
+        && (cid.codec() == DAG_CBOR || cid.codec() == RAW)
+        && cid.hash().code() == SHA2_256
+        && digest.len() == 32
+    {
+        out.extend_from_slice(&[
+            0xd8,
+            0x2a,
+            0x58,
+            37,
+            0x00,
+            0x01,
+            cid.codec() as u8,
+            0x12,
+            0x20,
+        ]);
+        out.extend_from_slice(digest);
+        return;
+    }
     let bytes = cid.to_bytes();
     out.extend_from_slice(&[0xd8, 0x2a]);
     write_head(out, 2, bytes.len() as u64 + 1);
     out.push(0x00);
     out.extend_from_slice(&bytes);
+}
+
+/// Parses a binary CID that must span all of `bytes`. The common ATProto form (v1, DAG-CBOR or
+/// raw, SHA2-256) is read directly; anything else goes through the `cid` crate.
+pub(crate) fn read_cid_exact(bytes: &[u8]) -> Option<Cid> {
+    if let [0x01, codec @ (0x71 | 0x55), 0x12, 0x20, digest @ ..] = bytes
+        && let Ok(digest) = <[u8; 32]>::try_from(digest)
+    {
+        return Some(Cid::new_v1(u64::from(*codec), sha256_multihash(digest)));
+    }
+    let cid = Cid::read_bytes(bytes).ok()?;
+    (cid.encoded_len() == bytes.len()).then_some(cid)
 }
 
 fn serde_decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> {
@@ -528,6 +561,27 @@ mod tests {
             item_len(&dup, &l),
             Err(CborError::DuplicateKey { .. })
         ));
+    }
+
+    #[test]
+    fn cid_fast_paths_match_the_cid_crate() {
+        for cid in [cid_for_cbor(b"x"), cid_for(RAW, b"y")] {
+            let mut out = Vec::new();
+            write_cid(&mut out, &cid);
+            let mut slow = vec![0xd8, 0x2a, 0x58, 37, 0x00];
+            slow.extend_from_slice(&cid.to_bytes());
+            assert_eq!(out, slow);
+            assert_eq!(read_cid_exact(&cid.to_bytes()), Some(cid));
+            let mut long = cid.to_bytes();
+            long.push(0);
+            assert_eq!(read_cid_exact(&long), None);
+        }
+        // Another hash function still parses through the slow path.
+        let other = Cid::new_v1(DAG_CBOR, Multihash::wrap(0x13, &[7; 64]).unwrap());
+        assert_eq!(read_cid_exact(&other.to_bytes()), Some(other));
+        let mut out = Vec::new();
+        write_cid(&mut out, &other);
+        assert_eq!(&out[5..], other.to_bytes().as_slice());
     }
 
     #[test]

@@ -115,11 +115,7 @@ impl<'a> ShapeReader<'a> {
         if *prefix != 0 {
             return Err(shape("CID without the 0x00 prefix"));
         }
-        let cid = Cid::read_bytes(body).map_err(|_| shape("malformed CID"))?;
-        if cid.encoded_len() != body.len() {
-            return Err(shape("bytes after the CID"));
-        }
-        Ok(cid)
+        cbor::read_cid_exact(body).ok_or_else(|| shape("malformed CID"))
     }
 
     fn link_or_null(&mut self) -> Result<Option<Cid>, MstError> {
