@@ -161,6 +161,16 @@ impl Store {
         dispatch!(self.cursor(source))
     }
 
+    /// Every repo with sync state (tracked by the indexer), in DID order.
+    pub async fn tracked_dids(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.tracked_dids())
+    }
+
+    /// Whether a repo's backfill finished (a resumed backfill skips it).
+    pub async fn backfill_done(&self, did: &str) -> Result<bool, StoreError> {
+        dispatch!(self.backfill_done(did))
+    }
+
     /// Sync state of a repo.
     pub async fn repo(&self, did: &str) -> Result<Option<RepoRow>, StoreError> {
         dispatch!(self.repo(did))

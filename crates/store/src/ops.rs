@@ -772,6 +772,22 @@ macro_rules! backend_ops {
                 .map_err(q)
         }
 
+        pub(crate) async fn tracked_dids(pool: &Pool) -> Result<Vec<String>, StoreError> {
+            sqlx::query_scalar::<_, String>("SELECT did FROM repos ORDER BY did")
+                .fetch_all(pool)
+                .await
+                .map_err(q)
+        }
+
+        pub(crate) async fn backfill_done(pool: &Pool, did: &str) -> Result<bool, StoreError> {
+            let status = sqlx::query_scalar::<_, String>("SELECT status FROM backfill WHERE did = $1")
+                .bind(clean(did))
+                .fetch_optional(pool)
+                .await
+                .map_err(q)?;
+            Ok(status.as_deref() == Some("done"))
+        }
+
         pub(crate) async fn repo(pool: &Pool, did: &str) -> Result<Option<RepoRow>, StoreError> {
             let row = sqlx::query("SELECT did, rev, data_cid, status FROM repos WHERE did = $1")
                 .bind(clean(did))

@@ -1,0 +1,297 @@
+//! DID and handle resolution over HTTP, with a bounded TTL cache and coalesced lookups.
+//!
+//! `did:plc` documents come from a PLC directory, `did:web` from the host's
+//! `/.well-known/did.json`. A handle is shown only when it resolves back to the DID (through
+//! the configured XRPC handle resolver, or the handle's own `/.well-known/atproto-did`) *and*
+//! the DID document claims it. Parsing the documents is the protocol core's job; this module
+//! only fetches, caches and rate-limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use guildhall_proto::crypto::PublicKey;
+use guildhall_proto::identity::DidDocument;
+use guildhall_proto::syntax::{Did, Handle};
+use tokio::sync::{Mutex, OnceCell};
+use url::Url;
+
+/// How long a successful resolution is trusted (indigo uses a day; `#identity` clears it).
+pub const HIT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a failure is remembered, so a broken DID cannot make us hammer its host.
+pub const ERROR_TTL: Duration = Duration::from_secs(120);
+/// The least time between two forced refreshes of one DID (after a signature failure).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What we need to know about an account to verify and show its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The account.
+    pub did: Did,
+    /// Its current `#atproto` signing key.
+    pub key: PublicKey,
+    /// Its PDS endpoint, where `getRepo` is served.
+    pub pds: Option<String>,
+    /// The handle its document claims (not yet checked the other way).
+    pub declared_handle: Option<Handle>,
+}
+
+/// Why an identity could not be resolved.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    /// The DID method is not one we resolve.
+    #[error("unsupported DID method: {0}")]
+    UnsupportedMethod(String),
+    /// The directory or host could not be reached, or answered with an error status.
+    #[error("fetching {url}: {reason}")]
+    Fetch {
+        /// What we asked.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The directory says there is no such DID.
+    #[error("{0} not found")]
+    NotFound(Did),
+    /// The document is not a usable DID document, or names another DID, or has no valid key.
+    #[error("bad DID document for {did}: {reason}")]
+    BadDocument {
+        /// The DID asked for.
+        did: Did,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A resolution's outcome and when it was fetched.
+type Resolved = (Result<Arc<Identity>, ResolveError>, Instant);
+
+struct Entry {
+    cell: Arc<OnceCell<Resolved>>,
+    created: Instant,
+}
+
+/// Where to resolve, and how much to remember.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// The PLC directory (`https://plc.directory`).
+    pub plc: Url,
+    /// An XRPC service answering `com.atproto.identity.resolveHandle`; when absent, handles are
+    /// resolved through `https://<handle>/.well-known/atproto-did`.
+    pub handle_resolver: Option<Url>,
+    /// Most identities kept in memory.
+    pub capacity: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+/// Resolves DIDs to identities, caching and coalescing concurrent lookups of the same DID.
+pub struct Resolver {
+    http: reqwest::Client,
+    config: ResolverConfig,
+    cache: Mutex<HashMap<Did, Entry>>,
+}
+
+impl Resolver {
+    /// A resolver with its own HTTP client.
+    pub fn new(config: ResolverConfig) -> Result<Self, ResolveError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("guildhall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ResolveError::Fetch {
+                url: String::new(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            config,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The HTTP client, shared with other edges that talk to the same hosts.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Resolves a DID, from the cache when fresh. Concurrent callers for one DID share one fetch.
+    pub async fn resolve(&self, did: &Did) -> Result<Arc<Identity>, ResolveError> {
+        let cell = {
+            let mut cache = self.cache.lock().await;
+            let stale = cache.get(did).is_some_and(|e| match e.cell.get() {
+                Some((Ok(_), at)) => at.elapsed() > HIT_TTL,
+                Some((Err(_), at)) => at.elapsed() > ERROR_TTL,
+                None => false,
+            });
+            if stale {
+                cache.remove(did);
+            }
+            if !cache.contains_key(did) && cache.len() >= self.config.capacity {
+                evict_oldest(&mut cache, self.config.capacity / 8 + 1);
+            }
+            cache
+                .entry(did.clone())
+                .or_insert_with(|| Entry {
+                    cell: Arc::new(OnceCell::new()),
+                    created: Instant::now(),
+                })
+                .cell
+                .clone()
+        };
+        let (result, _) = cell
+            .get_or_init(|| async { (self.fetch(did).await.map(Arc::new), Instant::now()) })
+            .await;
+        result.clone()
+    }
+
+    /// Forgets a DID, so the next lookup fetches it again (on `#identity`).
+    pub async fn invalidate(&self, did: &Did) {
+        self.cache.lock().await.remove(did);
+    }
+
+    /// Re-fetches a DID whose key may have rotated, unless it was fetched within
+    /// [`REFRESH_INTERVAL`]; returns the identity either way.
+    pub async fn refresh(&self, did: &Did) -> Result<Arc<Identity>, ResolveError> {
+        {
+            let mut cache = self.cache.lock().await;
+            let recent = cache
+                .get(did)
+                .and_then(|e| e.cell.get())
+                .is_some_and(|(_, at)| at.elapsed() < REFRESH_INTERVAL);
+            if !recent {
+                cache.remove(did);
+            }
+        }
+        self.resolve(did).await
+    }
+
+    async fn fetch(&self, did: &Did) -> Result<Identity, ResolveError> {
+        let url = self.document_url(did)?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| fetch_error(&url, &e))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND
+            || resp.status() == reqwest::StatusCode::GONE
+        {
+            return Err(ResolveError::NotFound(did.clone()));
+        }
+        if !resp.status().is_success() {
+            return Err(ResolveError::Fetch {
+                url: url.to_string(),
+                reason: format!("status {}", resp.status()),
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| fetch_error(&url, &e))?;
+        identity_from_document(did, &body)
+    }
+
+    fn document_url(&self, did: &Did) -> Result<Url, ResolveError> {
+        let s = did.as_str();
+        if s.starts_with("did:plc:") {
+            return self
+                .config
+                .plc
+                .join(s)
+                .map_err(|e| ResolveError::UnsupportedMethod(format!("{s}: {e}")));
+        }
+        if let Some(host) = s.strip_prefix("did:web:") {
+            // did:web allows a port only as `%3A`; plain http only for local development hosts.
+            let host = host.replace("%3A", ":");
+            if host.contains(':') && !host.starts_with("localhost:") {
+                return Err(ResolveError::UnsupportedMethod(s.to_owned()));
+            }
+            let scheme = if host.starts_with("localhost") {
+                "http"
+            } else {
+                "https"
+            };
+            return Url::parse(&format!("{scheme}://{host}/.well-known/did.json"))
+                .map_err(|e| ResolveError::UnsupportedMethod(format!("{s}: {e}")));
+        }
+        Err(ResolveError::UnsupportedMethod(s.to_owned()))
+    }
+
+    /// Whether `handle` resolves to `did` and `did`'s document claims `handle`: only then may
+    /// the handle be shown.
+    pub async fn verify_handle(&self, did: &Did, handle: &Handle) -> bool {
+        let claimed = match self.resolve(did).await {
+            Ok(id) => id.declared_handle.as_ref() == Some(handle),
+            Err(_) => false,
+        };
+        claimed && self.resolve_handle(handle).await.as_ref() == Some(did)
+    }
+
+    /// Resolves a handle to a DID, or `None` when it does not resolve.
+    pub async fn resolve_handle(&self, handle: &Handle) -> Option<Did> {
+        match &self.config.handle_resolver {
+            Some(base) => {
+                let url = base.join("/xrpc/com.atproto.identity.resolveHandle").ok()?;
+                #[derive(serde::Deserialize)]
+                struct Out {
+                    did: Did,
+                }
+                let resp = self
+                    .http
+                    .get(url)
+                    .query(&[("handle", handle.as_str())])
+                    .send()
+                    .await
+                    .ok()?;
+                if !resp.status().is_success() {
+                    return None;
+                }
+                resp.json::<Out>().await.ok().map(|o| o.did)
+            }
+            None => {
+                let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
+                let resp = self.http.get(url).send().await.ok()?;
+                if !resp.status().is_success() {
+                    return None;
+                }
+                let text = resp.text().await.ok()?;
+                Did::parse(text.trim()).ok()
+            }
+        }
+    }
+}
+
+fn fetch_error(url: &Url, e: &reqwest::Error) -> ResolveError {
+    ResolveError::Fetch {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+fn evict_oldest(cache: &mut HashMap<Did, Entry>, n: usize) {
+    let mut by_age: Vec<(Instant, Did)> = cache
+        .iter()
+        .map(|(did, e)| (e.created, did.clone()))
+        .collect();
+    by_age.sort();
+    for (_, did) in by_age.into_iter().take(n) {
+        cache.remove(&did);
+    }
+}
+
+/// Reads a DID document (JSON bytes) into an [`Identity`], checking it is for `did`.
+pub fn identity_from_document(did: &Did, body: &[u8]) -> Result<Identity, ResolveError> {
+    let bad = |reason: String| ResolveError::BadDocument {
+        did: did.clone(),
+        reason,
+    };
+    let doc: DidDocument = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    if &doc.id != did {
+        return Err(bad(format!("document is for {}", doc.id)));
+    }
+    let key = doc.atproto_key().map_err(|e| bad(e.to_string()))?;
+    Ok(Identity {
+        did: did.clone(),
+        key,
+        pds: doc.pds_endpoint().map(str::to_owned),
+        declared_handle: doc.handle(),
+    })
+}

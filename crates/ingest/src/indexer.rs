@@ -1,0 +1,595 @@
+//! The ingestion pipeline: frames in, verified index changes out, committed with the cursor.
+//!
+//! ```text
+//! sockets ─▶ dispatcher ─(hash of DID)─▶ shard workers ─▶ writer ─▶ store (one transaction)
+//! ```
+//! The dispatcher routes each frame on its header, repo and op paths alone, and numbers it.
+//! Frames of repos we neither track nor need are finished right there. The rest go to the
+//! shard that owns their DID, so one repo's events stay in order while different repos verify
+//! in parallel. The writer puts finished frames back in arrival order and commits contiguous
+//! runs as one batch with the cursor of the last frame in the run: a crash replays exactly the
+//! frames whose effects were not committed. Every channel is bounded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use guildhall_proto::frame::{self, Frame};
+use guildhall_proto::syntax::{Did, Tid};
+use guildhall_proto::verify::{self, RepoState, VerifyError};
+use guildhall_store::{Batch, Change, OperatorStatus, RepoRow, RepoStatus, Store};
+use tokio::sync::{broadcast, mpsc, watch};
+use url::Url;
+
+use crate::IngestError;
+use crate::firehose::{self, RawFrame, SubscribeConfig};
+use crate::identity::Resolver;
+use crate::metrics::Metrics;
+use crate::plan::{self, PREFIX};
+use crate::repo::{RepoFetcher, to_store_changes};
+
+/// How the pipeline is sized.
+#[derive(Debug, Clone)]
+pub struct IndexerConfig {
+    /// Firehose endpoints (a relay, or PDSes directly).
+    pub sources: Vec<Url>,
+    /// Parallel verification workers; one DID always goes to the same one.
+    pub shards: usize,
+    /// Capacity of each channel between stages.
+    pub queue: usize,
+    /// Most changes in one batch.
+    pub batch_max: usize,
+    /// Longest a finished frame waits for its batch.
+    pub batch_delay: Duration,
+    /// Socket behaviour.
+    pub subscribe: SubscribeConfig,
+}
+
+impl Default for IndexerConfig {
+    fn default() -> Self {
+        Self {
+            sources: Vec::new(),
+            shards: 2,
+            queue: 1024,
+            batch_max: 2000,
+            batch_delay: Duration::from_millis(20),
+            subscribe: SubscribeConfig::default(),
+        }
+    }
+}
+
+/// What the writer committed, announced to listeners (the AppView's trust graph) afterwards.
+pub type Committed = Arc<Vec<Change>>;
+
+/// The parts every stage shares.
+pub struct Context {
+    /// The index.
+    pub store: Store,
+    /// DID resolution.
+    pub resolver: Arc<Resolver>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Fetches and verifies whole repos.
+    pub fetcher: RepoFetcher,
+    /// Committed changes, for live consumers.
+    pub committed: broadcast::Sender<Committed>,
+}
+
+struct Job {
+    ticket: u64,
+    source: usize,
+    seq: Option<i64>,
+    bytes: Vec<u8>,
+}
+
+struct Done {
+    ticket: u64,
+    source: usize,
+    seq: Option<i64>,
+    changes: Vec<Change>,
+}
+
+/// The current Unix time in microseconds, for the rev clock check.
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs ingestion until `shutdown` flips to true or a store write fails.
+pub async fn run(
+    ctx: Arc<Context>,
+    config: IndexerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let tracked: Arc<RwLock<HashSet<String>>> = Arc::new(RwLock::new(
+        ctx.store.tracked_dids().await?.into_iter().collect(),
+    ));
+
+    let (raw_tx, mut raw_rx) = mpsc::channel::<RawFrame>(config.queue);
+    let mut sockets = Vec::new();
+    for (i, url) in config.sources.iter().enumerate() {
+        let cursor = ctx.store.cursor(url.as_str()).await?;
+        sockets.push(tokio::spawn(firehose::subscribe(
+            i,
+            url.clone(),
+            cursor,
+            config.subscribe.clone(),
+            raw_tx.clone(),
+            ctx.metrics.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop(raw_tx);
+
+    let (done_tx, done_rx) = mpsc::channel::<Done>(config.queue);
+    let mut shard_txs = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..config.shards.max(1) {
+        let (tx, rx) = mpsc::channel::<Job>(config.queue / config.shards.max(1) + 1);
+        shard_txs.push(tx);
+        let mut shard = Shard::new(ctx.clone());
+        let done = done_tx.clone();
+        workers.push(tokio::spawn(async move { shard.run(rx, done).await }));
+    }
+    let sources: Vec<String> = config.sources.iter().map(|u| u.to_string()).collect();
+    let writer = tokio::spawn(write_loop(ctx.clone(), sources, config.clone(), done_rx));
+
+    let mut ticket: u64 = 0;
+    while let Some(raw) = raw_rx.recv().await {
+        ticket += 1;
+        let (seq, target) = match frame::route(&raw.bytes) {
+            Ok(r) => {
+                ctx.metrics.frame(r.kind);
+                let did = r.did.unwrap_or_default();
+                let is_tracked = tracked.read().map(|t| t.contains(did)).unwrap_or(false);
+                let wanted = match r.kind {
+                    "#commit" => {
+                        if !is_tracked && r.touches(PREFIX) {
+                            if let Ok(mut t) = tracked.write() {
+                                t.insert(did.to_owned());
+                            }
+                            true
+                        } else {
+                            if !is_tracked {
+                                ctx.metrics.commits_skipped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            is_tracked
+                        }
+                    }
+                    "#sync" | "#identity" | "#account" => is_tracked,
+                    _ => false,
+                };
+                (r.seq, wanted.then(|| shard_of(did, shard_txs.len())))
+            }
+            Err(e) => {
+                ctx.metrics.frame_error(error_kind(&e));
+                tracing::warn!(error = %e, "dropping undecodable frame");
+                (None, None)
+            }
+        };
+        let sent = match target {
+            Some(i) => shard_txs[i]
+                .send(Job {
+                    ticket,
+                    source: raw.source,
+                    seq,
+                    bytes: raw.bytes,
+                })
+                .await
+                .is_ok(),
+            None => done_tx
+                .send(Done {
+                    ticket,
+                    source: raw.source,
+                    seq,
+                    changes: Vec::new(),
+                })
+                .await
+                .is_ok(),
+        };
+        if !sent {
+            break;
+        }
+    }
+    drop(shard_txs);
+    drop(done_tx);
+    for w in workers {
+        let _ = w.await;
+    }
+    for s in sockets {
+        s.abort();
+    }
+    match writer.await {
+        Ok(r) => r,
+        Err(e) => Err(IngestError::Task(e.to_string())),
+    }
+}
+
+fn error_kind(e: &frame::FrameError) -> &'static str {
+    match e {
+        frame::FrameError::TooLarge(_) => "too_large",
+        frame::FrameError::Header(_) => "header",
+        frame::FrameError::UnknownOp(_) => "unknown_op",
+        frame::FrameError::MissingType => "missing_type",
+        frame::FrameError::Body { .. } => "body",
+        frame::FrameError::TooManyOps(_) => "too_many_ops",
+    }
+}
+
+fn shard_of(did: &str, n: usize) -> usize {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    did.hash(&mut h);
+    usize::try_from(h.finish() % n.max(1) as u64).unwrap_or(0)
+}
+
+/// Puts finished frames back in order and commits contiguous runs with their cursors.
+async fn write_loop(
+    ctx: Arc<Context>,
+    sources: Vec<String>,
+    config: IndexerConfig,
+    mut rx: mpsc::Receiver<Done>,
+) -> Result<(), IngestError> {
+    let mut next: u64 = 1;
+    let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut changes: Vec<Change> = Vec::new();
+    let mut cursors: HashMap<usize, i64> = HashMap::new();
+    let mut frames_in_batch: i64 = 0;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let received = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Some(None),
+            },
+            None => rx.recv().await.map(Some),
+        };
+        let closed = received.is_none();
+        if let Some(Some(done)) = received {
+            pending.insert(done.ticket, done);
+            while let Some(d) = pending.remove(&next) {
+                next += 1;
+                frames_in_batch += 1;
+                if let Some(seq) = d.seq {
+                    cursors.insert(d.source, seq);
+                }
+                changes.extend(d.changes);
+            }
+            if frames_in_batch > 0 && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + config.batch_delay);
+            }
+        }
+        let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
+        if frames_in_batch > 0 && (closed || due || changes.len() >= config.batch_max) {
+            flush(&ctx, &sources, &mut cursors, &mut changes, frames_in_batch).await?;
+            frames_in_batch = 0;
+            deadline = None;
+        }
+        if closed {
+            return Ok(());
+        }
+    }
+}
+
+async fn flush(
+    ctx: &Context,
+    sources: &[String],
+    cursors: &mut HashMap<usize, i64>,
+    changes: &mut Vec<Change>,
+    frames: i64,
+) -> Result<(), IngestError> {
+    // The changes commit with the first source's cursor; any other source's cursor follows in
+    // its own transaction. Were we to crash between them, that source replays a few events,
+    // which verification recognises as already held (rev not increasing): nothing doubles.
+    let mut cursors: Vec<(String, i64)> = cursors
+        .drain()
+        .filter_map(|(i, seq)| sources.get(i).map(|s| (s.clone(), seq)))
+        .collect();
+    cursors.sort();
+    let mut batches = vec![Batch {
+        cursor: cursors.first().cloned(),
+        changes: std::mem::take(changes),
+    }];
+    batches.extend(cursors.iter().skip(1).map(|c| Batch {
+        cursor: Some(c.clone()),
+        changes: Vec::new(),
+    }));
+    for batch in &batches {
+        ctx.store.apply(batch).await?;
+        ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    ctx.metrics.queued.fetch_sub(frames, Ordering::Relaxed);
+    for (source, seq) in &cursors {
+        ctx.metrics.set_cursor(source, *seq);
+    }
+    let changes = batches.swap_remove(0).changes;
+    if !changes.is_empty() {
+        // Nobody listening is fine: the AppView may not run in this process.
+        let _ = ctx.committed.send(Arc::new(changes));
+    }
+    Ok(())
+}
+
+/// Per-repo state of one shard: what we hold, and whether the account is active.
+#[derive(Clone)]
+struct Held {
+    state: Option<RepoState>,
+    active: bool,
+}
+
+/// One verification worker; owns the state of the DIDs that hash to it.
+struct Shard {
+    ctx: Arc<Context>,
+    held: HashMap<String, Held>,
+}
+
+/// Most repo states a shard keeps in memory before it forgets and reloads from the store.
+const HELD_CAPACITY: usize = 100_000;
+
+impl Shard {
+    fn new(ctx: Arc<Context>) -> Self {
+        Self {
+            ctx,
+            held: HashMap::new(),
+        }
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
+        while let Some(job) = rx.recv().await {
+            let changes = match frame::decode_frame(&job.bytes) {
+                Ok(f) => self.handle(f).await,
+                Err(e) => {
+                    self.ctx.metrics.frame_error(error_kind(&e));
+                    tracing::warn!(error = %e, "dropping malformed frame");
+                    Vec::new()
+                }
+            };
+            let out = Done {
+                ticket: job.ticket,
+                source: job.source,
+                seq: job.seq,
+                changes,
+            };
+            if done.send(out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn held(&mut self, did: &Did) -> Held {
+        if let Some(h) = self.held.get(did.as_str()) {
+            return h.clone();
+        }
+        let state = match self.ctx.store.repo(did.as_str()).await {
+            Ok(Some(row)) => repo_state(&row),
+            _ => None,
+        };
+        let active = !matches!(
+            self.ctx.store.operator_status(did.as_str()).await,
+            Ok(Some(status)) if status != OperatorStatus::Active
+        );
+        let h = Held { state, active };
+        if self.held.len() >= HELD_CAPACITY {
+            self.held.clear();
+        }
+        self.held.insert(did.as_str().to_owned(), h.clone());
+        h
+    }
+
+    fn set_state(&mut self, did: &Did, state: Option<RepoState>) {
+        let e = self.held.entry(did.as_str().to_owned()).or_insert(Held {
+            state: None,
+            active: true,
+        });
+        e.state = state;
+    }
+
+    async fn handle(&mut self, f: Frame) -> Vec<Change> {
+        match f {
+            Frame::Commit(ev) => self.commit(*ev).await,
+            Frame::Sync(ev) => self.sync(ev).await,
+            Frame::Identity(ev) => self.identity(&ev.did).await,
+            Frame::Account(ev) => self.account(&ev.did, ev.active, ev.status.as_deref()),
+            Frame::Info(_) | Frame::Error(_) | Frame::Unknown(_) => Vec::new(),
+        }
+    }
+
+    async fn commit(&mut self, ev: frame::CommitEvent) -> Vec<Change> {
+        let did = ev.repo.clone();
+        let held = self.held(&did).await;
+        if !held.active {
+            // The host should not emit these; if it does, an inactive account's data stays hidden.
+            return Vec::new();
+        }
+        let Some(state) = held.state else {
+            // First sight of this repo: take its whole current state, which includes this
+            // commit or a later one.
+            let mut changes = self.resync(&did, "first seen").await;
+            if let Some(h) = self.held.get(did.as_str())
+                && let Some(s) = &h.state
+                && ev.rev > s.rev
+            {
+                let st = s.clone();
+                changes.extend(self.verify_and_plan(&ev, Some(st)).await);
+            }
+            return changes;
+        };
+        self.verify_and_plan(&ev, Some(state)).await
+    }
+
+    async fn verify_and_plan(
+        &mut self,
+        ev: &frame::CommitEvent,
+        state: Option<RepoState>,
+    ) -> Vec<Change> {
+        let did = &ev.repo;
+        let ident = match self.ctx.resolver.resolve(did).await {
+            Ok(i) => i,
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .identity_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%did, error = %e, "cannot resolve author; repo left for resync");
+                return self.mark_desync(did);
+            }
+        };
+        let now = now_micros();
+        let mut result = verify::verify_commit(ev, &ident.key, state.as_ref(), now);
+        if matches!(result, Err(VerifyError::Signature(_))) {
+            // The key may have rotated since we cached it: look again, once.
+            if let Ok(fresh) = self.ctx.resolver.refresh(did).await
+                && fresh.key != ident.key
+            {
+                result = verify::verify_commit(ev, &fresh.key, state.as_ref(), now);
+            }
+        }
+        match result {
+            Ok(vc) => {
+                self.ctx
+                    .metrics
+                    .commits_verified
+                    .fetch_add(1, Ordering::Relaxed);
+                let mut changes = to_store_changes(&self.ctx.metrics, plan::plan_ops(did, &vc.ops));
+                changes.push(Change::SetRepo(RepoRow {
+                    did: did.to_string(),
+                    rev: Some(vc.state.rev.to_string()),
+                    data_cid: Some(vc.state.data.to_string()),
+                    status: RepoStatus::Synced,
+                }));
+                self.set_state(did, Some(vc.state));
+                changes
+            }
+            Err(VerifyError::RevNotIncreasing { .. }) => {
+                // A replay of something we already hold: harmless, and nothing to redo.
+                self.ctx.metrics.verify_failure("rev_not_increasing");
+                tracing::info!(%did, rev = %ev.rev, "ignoring replayed commit");
+                Vec::new()
+            }
+            Err(e) => {
+                self.ctx.metrics.verify_failure(e.kind());
+                tracing::warn!(%did, seq = ev.seq, rev = %ev.rev, error = %e, "commit refused; resyncing repo");
+                self.resync(did, e.kind()).await
+            }
+        }
+    }
+
+    async fn sync(&mut self, ev: frame::SyncEvent) -> Vec<Change> {
+        let did = ev.did.clone();
+        let held = self.held(&did).await;
+        let ident = match self.ctx.resolver.resolve(&did).await {
+            Ok(i) => i,
+            Err(_) => return self.mark_desync(&did),
+        };
+        match verify::verify_sync(&ev, &ident.key, held.state.as_ref(), now_micros()) {
+            Ok(vs) if held.state.as_ref().map(|s| s.data) == Some(vs.state.data) => {
+                self.set_state(&did, Some(vs.state.clone()));
+                vec![Change::SetRepo(RepoRow {
+                    did: did.to_string(),
+                    rev: Some(vs.state.rev.to_string()),
+                    data_cid: Some(vs.state.data.to_string()),
+                    status: RepoStatus::Synced,
+                })]
+            }
+            Ok(_) => self.resync(&did, "sync").await,
+            Err(VerifyError::RevNotIncreasing { .. }) => Vec::new(),
+            Err(e) => {
+                self.ctx.metrics.verify_failure(e.kind());
+                tracing::warn!(%did, error = %e, "sync event refused");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn identity(&mut self, did: &Did) -> Vec<Change> {
+        self.ctx.resolver.invalidate(did).await;
+        identity_change(&self.ctx.resolver, did)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    fn account(&mut self, did: &Did, active: bool, status: Option<&str>) -> Vec<Change> {
+        let status = if active {
+            OperatorStatus::Active
+        } else {
+            status
+                .and_then(OperatorStatus::parse)
+                .unwrap_or(OperatorStatus::Deactivated)
+        };
+        let e = self.held.entry(did.as_str().to_owned()).or_insert(Held {
+            state: None,
+            active: true,
+        });
+        e.active = status == OperatorStatus::Active;
+        if status == OperatorStatus::Deleted {
+            self.held.remove(did.as_str());
+        }
+        vec![Change::Account {
+            did: did.to_string(),
+            status,
+        }]
+    }
+
+    fn mark_desync(&mut self, did: &Did) -> Vec<Change> {
+        let held = self.held.get(did.as_str()).and_then(|h| h.state.clone());
+        vec![Change::SetRepo(RepoRow {
+            did: did.to_string(),
+            rev: held.as_ref().map(|s| s.rev.to_string()),
+            data_cid: held.as_ref().map(|s| s.data.to_string()),
+            status: RepoStatus::Desynchronized,
+        })]
+    }
+
+    /// Replaces everything we hold of a repo with its verified current state from its PDS.
+    /// The shard waits for it, so the repo's later events wait too.
+    async fn resync(&mut self, did: &Did, why: &str) -> Vec<Change> {
+        tracing::info!(%did, reason = why, "resyncing repo from getRepo");
+        self.ctx.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
+        match self.ctx.fetcher.fetch(did).await {
+            Ok(snapshot) => {
+                self.set_state(did, Some(snapshot.state.clone()));
+                let mut changes = snapshot.changes;
+                changes.extend(identity_change(&self.ctx.resolver, did).await);
+                changes
+            }
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .resync_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%did, error = %e, "resync failed; repo stays desynchronized");
+                self.set_state(did, None);
+                self.mark_desync(did)
+            }
+        }
+    }
+}
+
+/// The handle change for a DID: its declared handle, and whether it resolves back.
+pub async fn identity_change(resolver: &Resolver, did: &Did) -> Option<Change> {
+    let ident = resolver.resolve(did).await.ok()?;
+    let handle = ident.declared_handle.clone();
+    let verified = match &handle {
+        Some(h) => resolver.verify_handle(did, h).await,
+        None => false,
+    };
+    Some(Change::Identity {
+        did: did.to_string(),
+        handle: handle.map(|h| h.to_string()),
+        verified,
+    })
+}
+
+fn repo_state(row: &RepoRow) -> Option<RepoState> {
+    if row.status != RepoStatus::Synced {
+        return None;
+    }
+    Some(RepoState {
+        rev: Tid::parse(row.rev.as_deref()?).ok()?,
+        data: row.data_cid.as_deref()?.parse().ok()?,
+    })
+}

@@ -1,0 +1,222 @@
+//! Ingestion counters, exposed in the Prometheus text format at `/metrics`.
+//!
+//! A handful of atomics and small label maps: no metrics framework, so the hot path pays one
+//! relaxed increment and the exposition is easy to read and test.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Counters shared by every ingestion task.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Frames received, by message type.
+    frames: LabelCounter,
+    /// Frames that did not decode, by error.
+    frame_errors: LabelCounter,
+    /// Commits that passed full verification.
+    pub commits_verified: AtomicU64,
+    /// Commits of untracked repos dropped after routing.
+    pub commits_skipped: AtomicU64,
+    /// Verification failures, by `VerifyError::kind`.
+    verify_failures: LabelCounter,
+    /// Records written to the index.
+    pub records_indexed: AtomicU64,
+    /// Records deleted from the index.
+    pub records_deleted: AtomicU64,
+    /// Records refused by lexicon validation.
+    pub records_rejected: AtomicU64,
+    /// Repos resynced from `getRepo`, and failures of that.
+    pub resyncs: AtomicU64,
+    /// Resyncs that failed.
+    pub resync_failures: AtomicU64,
+    /// Firehose (re)connections.
+    pub connects: AtomicU64,
+    /// Error frames and `#info` messages from servers, by name.
+    server_messages: LabelCounter,
+    /// Batches committed to the store.
+    pub batches: AtomicU64,
+    /// Identity lookups that failed.
+    pub identity_failures: AtomicU64,
+    /// Last committed cursor, by source.
+    cursors: Mutex<BTreeMap<String, i64>>,
+    /// Events waiting between the socket and the writer.
+    pub queued: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct LabelCounter(Mutex<BTreeMap<String, u64>>);
+
+impl LabelCounter {
+    fn inc(&self, label: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(label.to_owned()).or_default() += 1;
+        }
+    }
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl Metrics {
+    /// Counts a frame of type `kind`.
+    pub fn frame(&self, kind: &str) {
+        self.frames.inc(kind);
+    }
+    /// Counts a frame that failed to decode.
+    pub fn frame_error(&self, kind: &str) {
+        self.frame_errors.inc(kind);
+    }
+    /// Counts a verification failure.
+    pub fn verify_failure(&self, kind: &str) {
+        self.verify_failures.inc(kind);
+    }
+    /// Counts an error frame or info message from a server.
+    pub fn server_message(&self, name: &str) {
+        self.server_messages.inc(name);
+    }
+    /// Records the committed cursor of a source.
+    pub fn set_cursor(&self, source: &str, seq: i64) {
+        if let Ok(mut m) = self.cursors.lock() {
+            m.insert(source.to_owned(), seq);
+        }
+    }
+    /// Verification failures so far, by kind.
+    pub fn verify_failures(&self) -> BTreeMap<String, u64> {
+        self.verify_failures.snapshot()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            "guildhall_commits_verified_total",
+            "Commits that passed signature, continuity and MST proof checks.",
+            g(&self.commits_verified),
+        );
+        counter(
+            "guildhall_commits_skipped_total",
+            "Commits of untracked repos dropped after routing.",
+            g(&self.commits_skipped),
+        );
+        counter(
+            "guildhall_records_indexed_total",
+            "Records written to the index.",
+            g(&self.records_indexed),
+        );
+        counter(
+            "guildhall_records_deleted_total",
+            "Records removed from the index.",
+            g(&self.records_deleted),
+        );
+        counter(
+            "guildhall_records_rejected_total",
+            "Records refused by lexicon validation.",
+            g(&self.records_rejected),
+        );
+        counter(
+            "guildhall_resyncs_total",
+            "Repos resynced from getRepo.",
+            g(&self.resyncs),
+        );
+        counter(
+            "guildhall_resync_failures_total",
+            "Resyncs that failed.",
+            g(&self.resync_failures),
+        );
+        counter(
+            "guildhall_firehose_connects_total",
+            "Firehose connections opened.",
+            g(&self.connects),
+        );
+        counter(
+            "guildhall_batches_total",
+            "Batches committed to the store.",
+            g(&self.batches),
+        );
+        counter(
+            "guildhall_identity_failures_total",
+            "DID resolutions that failed.",
+            g(&self.identity_failures),
+        );
+        let mut labelled = |name: &str, help: &str, label: &str, c: &LabelCounter| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (k, v) in c.snapshot() {
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(&k));
+            }
+        };
+        labelled(
+            "guildhall_frames_total",
+            "Frames received, by type.",
+            "type",
+            &self.frames,
+        );
+        labelled(
+            "guildhall_frame_errors_total",
+            "Frames that did not decode, by error.",
+            "error",
+            &self.frame_errors,
+        );
+        labelled(
+            "guildhall_verify_failures_total",
+            "Commits refused by verification, by reason.",
+            "reason",
+            &self.verify_failures,
+        );
+        labelled(
+            "guildhall_server_messages_total",
+            "Error frames and info messages from firehose servers.",
+            "name",
+            &self.server_messages,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP guildhall_queued_events Events between the socket and the store.\n# TYPE guildhall_queued_events gauge\nguildhall_queued_events {}",
+            self.queued.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP guildhall_cursor Last committed firehose sequence number.\n# TYPE guildhall_cursor gauge"
+        );
+        if let Ok(m) = self.cursors.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(out, "guildhall_cursor{{source=\"{}\"}} {v}", escape(k));
+            }
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labelled_counters_escaped() {
+        let m = Metrics::default();
+        m.verify_failure("high_s");
+        m.verify_failure("high_s");
+        m.frame("#commit");
+        m.set_cursor("ws://x/\"y\"", 42);
+        m.commits_verified.fetch_add(3, Ordering::Relaxed);
+        let text = m.render();
+        assert!(text.contains("guildhall_verify_failures_total{reason=\"high_s\"} 2"));
+        assert!(text.contains("guildhall_frames_total{type=\"#commit\"} 1"));
+        assert!(text.contains("guildhall_commits_verified_total 3"));
+        assert!(text.contains("guildhall_cursor{source=\"ws://x/\\\"y\\\"\"} 42"));
+    }
+}
