@@ -220,7 +220,7 @@ fn load_root(root: Cid, blocks: &BlockMap) -> Result<Option<(u8, Node)>, MstErro
         None if node.left.is_none() => return Ok(None),
         None => return Err(MstError::NonCanonicalRoot(root)),
     };
-    if layer == 0 && node.entries.iter().any(|e| e.right.is_some()) {
+    if layer == 0 && (node.left.is_some() || node.entries.iter().any(|e| e.right.is_some())) {
         return Err(MstError::TooDeep(Some(root)));
     }
     Ok(Some((layer, node)))

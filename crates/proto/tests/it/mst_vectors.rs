@@ -320,6 +320,29 @@ fn hostile_trees_are_typed_errors() {
         },
     );
     assert!(matches!(mst::walk(root, &b), Err(MstError::TooDeep(_))));
+    assert!(matches!(Mst::load(root, &b), Err(MstError::TooDeep(_))));
+    let left_root = put(
+        &mut b,
+        &Node {
+            left: Some(leafy),
+            entries: vec![entry(&zeros[1], None)],
+        },
+    );
+    assert!(matches!(
+        Mst::load(left_root, &b),
+        Err(MstError::TooDeep(_))
+    ));
+    assert!(matches!(
+        mst::invert(
+            left_root,
+            &[mst::RecordOp::Create {
+                path: zeros[1].clone(),
+                cid: cid1()
+            }],
+            &b
+        ),
+        Err(MstError::TooDeep(_))
+    ));
     ran += 1;
 
     // The same subtree referenced twice (a DAG, not a tree).
