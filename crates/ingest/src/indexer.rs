@@ -99,17 +99,14 @@ fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs ingestion until `shutdown` flips to true or a store write fails.
+/// Runs ingestion from the configured firehoses until `shutdown` flips to true or a store
+/// write fails.
 pub async fn run(
     ctx: Arc<Context>,
     config: IndexerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let tracked: Arc<RwLock<HashSet<String>>> = Arc::new(RwLock::new(
-        ctx.store.tracked_dids().await?.into_iter().collect(),
-    ));
-
-    let (raw_tx, mut raw_rx) = mpsc::channel::<RawFrame>(config.queue);
+    let (raw_tx, raw_rx) = mpsc::channel::<RawFrame>(config.queue);
     let mut sockets = Vec::new();
     for (i, url) in config.sources.iter().enumerate() {
         let cursor = ctx.store.cursor(url.as_str()).await?;
@@ -124,6 +121,26 @@ pub async fn run(
         )));
     }
     drop(raw_tx);
+    let sources = config.sources.iter().map(|u| u.to_string()).collect();
+    let result = run_frames(ctx, config, sources, raw_rx).await;
+    for s in sockets {
+        s.abort();
+    }
+    result
+}
+
+/// Runs the pipeline on frames from any producer (sockets, or a recording being replayed)
+/// until the channel closes and every frame is committed. `sources[i]` names the cursor of
+/// frames whose `source` is `i`.
+pub async fn run_frames(
+    ctx: Arc<Context>,
+    config: IndexerConfig,
+    sources: Vec<String>,
+    mut raw_rx: mpsc::Receiver<RawFrame>,
+) -> Result<(), IngestError> {
+    let tracked: Arc<RwLock<HashSet<String>>> = Arc::new(RwLock::new(
+        ctx.store.tracked_dids().await?.into_iter().collect(),
+    ));
 
     let (done_tx, done_rx) = mpsc::channel::<Done>(config.queue);
     let mut shard_txs = Vec::new();
@@ -135,7 +152,6 @@ pub async fn run(
         let done = done_tx.clone();
         workers.push(tokio::spawn(async move { shard.run(rx, done).await }));
     }
-    let sources: Vec<String> = config.sources.iter().map(|u| u.to_string()).collect();
     let writer = tokio::spawn(write_loop(ctx.clone(), sources, config.clone(), done_rx));
 
     let mut ticket: u64 = 0;
@@ -199,9 +215,6 @@ pub async fn run(
     drop(done_tx);
     for w in workers {
         let _ = w.await;
-    }
-    for s in sockets {
-        s.abort();
     }
     match writer.await {
         Ok(r) => r,
