@@ -123,6 +123,7 @@ impl ChungLu {
 }
 
 struct World {
+    dids: Vec<String>,
     out_w: ChungLu,
     in_w: ChungLu,
     /// Service URIs and their current CIDs.
@@ -164,6 +165,7 @@ fn world(cfg: &Config) -> World {
         by_cap.push(v);
     }
     World {
+        dids: (0..cfg.nodes).map(did).collect(),
         out_w,
         in_w,
         services,
@@ -203,12 +205,12 @@ fn endorsement(w: &World, j: usize) -> Endorsement {
     Endorsement {
         uri: format!(
             "at://{}/dev.guildhall.endorsement/{}",
-            did(from),
+            w.dids[from],
             tid((1 << 60) | j as u64)
         ),
         cid: cid(j as u64),
-        author: did(from),
-        subject: did(to),
+        author: w.dids[from].clone(),
+        subject: w.dids[to].clone(),
         capabilities,
         strength: 1 + rng.below(100) as i64,
         created_at_us,

@@ -12,7 +12,7 @@ use crate::compact::{cid_digest, cid_from_digest, split_uri, tid_decode, tid_enc
 use crate::error::TrustError;
 use crate::intern::Interner;
 use crate::model::{BuildOptions, EdgeRef, Endorsement, GraphStats};
-use crate::weight::{KAPPA_MATCH, KAPPA_UNSCOPED, base_weight, covering_prefixes};
+use crate::weight::{KAPPA_MATCH, KAPPA_UNSCOPED, base_weight, covering_prefixes, created_seconds};
 
 /// "No node / no edge".
 pub(crate) const NONE: u32 = u32::MAX;
@@ -23,6 +23,8 @@ const COND_FLAG: u8 = 0x80;
 /// `rkey[e]` for a record key that is not a TID (the string lives in `odd_rkeys`);
 /// TIDs keep bit 63 clear, so they never collide with it.
 const ODD_RKEY: u64 = u64::MAX;
+/// `capset[e]` for a capability-set id that does not fit in 16 bits.
+const WIDE_CAPSET: u16 = u16::MAX;
 
 /// Fx-style hasher for `u32` keys: the maps on the query path are keyed by dense ids, and
 /// SipHash would dominate their cost.
@@ -138,13 +140,18 @@ pub struct TrustGraph {
     fwd_off: Vec<u32>,
     fwd_to: Vec<u32>,
     rev_off: Vec<u32>,
+    /// Authors of in-edges, grouped by subject, ascending. No edge-index array: the edge is
+    /// found in the author's forward range (sorted by subject) only when the author matters.
     rev_from: Vec<u32>,
-    rev_edge: Vec<u32>,
 
     strength: Vec<u8>,
-    created: Vec<i64>,
-    capset: Vec<u32>,
-    coll: Vec<u16>,
+    /// Whole seconds since the Unix epoch (weights decay by the second).
+    created: Vec<u32>,
+    /// Capability-set id; `WIDE_CAPSET` means "see `wide_capsets`".
+    capset: Vec<u16>,
+    wide_capsets: IdMap<u32>,
+    /// Collection id of edges outside collection 0 (nearly every edge is in one collection).
+    other_colls: IdMap<u16>,
     rkey: Vec<u64>,
     /// Record-CID digests; empty when `keep_cids` is off.
     cid: Vec<[u8; 32]>,
@@ -195,11 +202,11 @@ impl TrustGraph {
             fwd_to: Vec::new(),
             rev_off: vec![0],
             rev_from: Vec::new(),
-            rev_edge: Vec::new(),
             strength: Vec::new(),
             created: Vec::new(),
             capset: Vec::new(),
-            coll: Vec::new(),
+            wide_capsets: IdMap::default(),
+            other_colls: IdMap::default(),
             rkey: Vec::new(),
             cid: Vec::new(),
             conds: IdMap::default(),
@@ -333,7 +340,7 @@ impl TrustGraph {
             from.push(r.from);
             to.push(r.to);
             strength.push(r.strength | if r.cond.is_some() { COND_FLAG } else { 0 });
-            created.push(e.created_at_us);
+            created.push(created_seconds(e.created_at_us));
             capset.push(r.capset);
             coll.push(r.coll);
             rkey.push(r.rkey);
@@ -409,9 +416,26 @@ impl TrustGraph {
         drop(strength);
         g.created = permute(&created, &perm);
         drop(created);
-        g.capset = permute(&capset, &perm);
+        g.capset = perm
+            .iter()
+            .enumerate()
+            .map(|(p, &i)| {
+                let c = capset[i as usize];
+                match u16::try_from(c) {
+                    Ok(c) if c != WIDE_CAPSET => c,
+                    _ => {
+                        g.wide_capsets.insert(p as u32, c);
+                        WIDE_CAPSET
+                    }
+                }
+            })
+            .collect();
         drop(capset);
-        g.coll = permute(&coll, &perm);
+        for (p, &i) in perm.iter().enumerate() {
+            if coll[i as usize] != 0 {
+                g.other_colls.insert(p as u32, coll[i as usize]);
+            }
+        }
         drop(coll);
         g.rkey = permute(&rkey, &perm);
         drop(rkey);
@@ -435,19 +459,16 @@ impl TrustGraph {
         }
         let mut cursor: Vec<u32> = rev_off[..n].to_vec();
         let mut rev_from = vec![0u32; m];
-        let mut rev_edge = vec![0u32; m];
         for a in 0..n {
             for e in fwd_off[a]..fwd_off[a + 1] {
                 let c = &mut cursor[g.fwd_to[e as usize] as usize];
                 rev_from[*c as usize] = a as u32;
-                rev_edge[*c as usize] = e;
                 *c += 1;
             }
         }
         g.fwd_off = fwd_off;
         g.rev_off = rev_off;
         g.rev_from = rev_from;
-        g.rev_edge = rev_edge;
         g.base_nodes = n;
         g.tomb = vec![0; m.div_ceil(64)];
         g.dids.shrink_to_fit();
@@ -472,7 +493,8 @@ impl TrustGraph {
             from: r.from,
             to: r.to,
             strength: r.strength,
-            created_at_us: e.created_at_us,
+            // Same precision as base edges, so a rebuild changes nothing.
+            created_at_us: i64::from(created_seconds(e.created_at_us)) * 1_000_000,
             capset: r.capset,
             cond: r.cond,
             uri: e.uri.clone(),
@@ -618,11 +640,11 @@ impl TrustGraph {
             + vb(&self.fwd_to)
             + vb(&self.rev_off)
             + vb(&self.rev_from)
-            + vb(&self.rev_edge)
             + vb(&self.strength)
             + vb(&self.created)
             + vb(&self.capset)
-            + vb(&self.coll)
+            + mb(&self.wide_capsets)
+            + mb(&self.other_colls)
             + vb(&self.rkey)
             + vb(&self.cid)
             + vb(&self.tomb)
@@ -710,21 +732,56 @@ impl TrustGraph {
         }
     }
 
-    /// Calls `f(author, edge)` for every stored in-edge of `node` (base then overlay).
+    /// For every distinct author `u` of a stored in-edge of `node` with `accept(u)` true,
+    /// calls `f(u, edge)` for each of its edges to `node` (base then overlay). `accept` runs
+    /// first so that the common case, an endorser the query does not care about, costs one
+    /// sequential read and no edge lookup.
     #[inline]
-    pub(crate) fn for_each_in(&self, node: u32, mut f: impl FnMut(u32, u32)) {
+    pub(crate) fn for_each_in(
+        &self,
+        node: u32,
+        mut accept: impl FnMut(u32) -> bool,
+        mut f: impl FnMut(u32, u32),
+    ) {
         let n = node as usize;
         if n < self.base_nodes {
-            for p in self.rev_off[n] as usize..self.rev_off[n + 1] as usize {
-                f(self.rev_from[p], self.rev_edge[p]);
+            let mut prev = NONE;
+            for &u in &self.rev_from[self.rev_off[n] as usize..self.rev_off[n + 1] as usize] {
+                if u == prev {
+                    continue;
+                }
+                prev = u;
+                if accept(u) {
+                    self.for_each_base_edge(u, node, |e| f(u, e));
+                }
             }
         }
         if let Some(v) = self.ov_in.get(&node) {
             for &i in v {
-                if let Some(o) = self.overlay.get(i as usize) {
+                if let Some(o) = self.overlay.get(i as usize)
+                    && accept(o.from)
+                {
                     f(o.from, i | OVERLAY_BIT);
                 }
             }
+        }
+    }
+
+    /// Calls `f(edge)` for each base edge `u → v`: a binary search in `u`'s forward range,
+    /// which is sorted by subject.
+    fn for_each_base_edge(&self, u: u32, v: u32, mut f: impl FnMut(u32)) {
+        let a = u as usize;
+        if a >= self.base_nodes {
+            return;
+        }
+        let (lo, hi) = (self.fwd_off[a] as usize, self.fwd_off[a + 1] as usize);
+        let range = &self.fwd_to[lo..hi];
+        let start = range.partition_point(|&t| t < v);
+        for (k, &t) in range[start..].iter().enumerate() {
+            if t != v {
+                break;
+            }
+            f((lo + start + k) as u32);
         }
     }
 
@@ -771,6 +828,18 @@ impl TrustGraph {
         self.conds.get(&e).copied()
     }
 
+    fn coll_of(&self, e: u32) -> u16 {
+        self.other_colls.get(&e).copied().unwrap_or(0)
+    }
+
+    fn capset_of(&self, e: u32) -> u32 {
+        match self.capset.get(e as usize) {
+            Some(&WIDE_CAPSET) => self.wide_capsets.get(&e).copied().unwrap_or(0),
+            Some(&c) => u32::from(c),
+            None => 0,
+        }
+    }
+
     /// The record URI of edge `e`.
     pub(crate) fn edge_uri(&self, e: u32) -> String {
         if e & OVERLAY_BIT != 0 {
@@ -781,9 +850,10 @@ impl TrustGraph {
                 .unwrap_or_default();
         }
         let i = e as usize;
-        let (Some(&coll), Some(&rkey)) = (self.coll.get(i), self.rkey.get(i)) else {
+        let Some(&rkey) = self.rkey.get(i) else {
             return String::new();
         };
+        let coll = self.coll_of(e);
         uri_string(
             self.did(self.author_of(e)),
             self.collections.get(u32::from(coll)),
@@ -811,8 +881,8 @@ impl TrustGraph {
             };
             (
                 cid,
-                self.capset.get(i).copied().unwrap_or(0),
-                self.created.get(i).copied().unwrap_or(0),
+                self.capset_of(e),
+                self.created.get(i).map_or(0, |&c| i64::from(c) * 1_000_000),
             )
         };
         // Sorted by string: capability ids depend on input order, the output must not.
@@ -845,7 +915,7 @@ impl TrustGraph {
         let rkey = tid_decode(rkey_str).unwrap_or(ODD_RKEY);
         (self.fwd_off[a]..self.fwd_off[a + 1]).find(|&e| {
             let i = e as usize;
-            self.coll[i] == coll
+            self.coll_of(e) == coll
                 && self.rkey[i] == rkey
                 && (rkey != ODD_RKEY || self.odd_rkeys.get(&e).is_some_and(|s| &**s == rkey_str))
         })
@@ -931,7 +1001,7 @@ impl Weigher<'_> {
             if !o.live || o.cond.is_some_and(|c| !self.cond_ok(&c)) {
                 return 0.0;
             }
-            (o.strength, o.created_at_us, o.capset)
+            (o.strength, created_seconds(o.created_at_us), o.capset)
         } else {
             let i = e as usize;
             if g.tomb_count > 0 && g.is_tombstoned(e) {
@@ -941,7 +1011,13 @@ impl Weigher<'_> {
             if s & COND_FLAG != 0 && g.conds.get(&e).is_some_and(|c| !self.cond_ok(c)) {
                 return 0.0;
             }
-            (s & !COND_FLAG, g.created[i], g.capset[i])
+            let c = g.capset[i];
+            let capset = if c == WIDE_CAPSET {
+                g.capset_of(e)
+            } else {
+                u32::from(c)
+            };
+            (s & !COND_FLAG, g.created[i], capset)
         };
         let k = self.kappa(capset);
         if k == 0.0 {

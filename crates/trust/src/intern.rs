@@ -12,7 +12,7 @@ pub(crate) struct Interner {
     /// All interned strings, back to back.
     arena: String,
     /// `ends[i]` is the end offset of string `i` in `arena` (its start is `ends[i - 1]` or 0).
-    ends: Vec<usize>,
+    ends: Vec<u32>,
     /// Open-addressing table of ids; length is zero or a power of two, kept at most half full.
     slots: Vec<u32>,
 }
@@ -53,7 +53,7 @@ impl Interner {
             return "";
         };
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.arena.get(start..end).unwrap_or("")
+        self.arena.get(start as usize..end as usize).unwrap_or("")
     }
 
     /// The id of `s` if it was interned.
@@ -83,11 +83,13 @@ impl Interner {
         let id = u32::try_from(self.ends.len())
             .ok()
             .filter(|&id| id != EMPTY)?;
+        // Offsets are u32: the arena holds at most 4 GiB of strings.
+        let end = u32::try_from(self.arena.len() + s.len()).ok()?;
         if (self.ends.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
         self.arena.push_str(s);
-        self.ends.push(self.arena.len());
+        self.ends.push(end);
         self.place(id, s);
         Some(id)
     }
@@ -118,9 +120,7 @@ impl Interner {
 
     /// Heap bytes held (capacities, not lengths).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.ends.capacity() * std::mem::size_of::<usize>()
-            + self.slots.capacity() * 4
+        self.arena.capacity() + self.ends.capacity() * 4 + self.slots.capacity() * 4
     }
 
     pub(crate) fn shrink_to_fit(&mut self) {

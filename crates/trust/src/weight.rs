@@ -46,18 +46,30 @@ pub fn kappa<S: AsRef<str>>(capabilities: &[S], query: Option<&str>) -> f64 {
     }
 }
 
-/// strength/100 · 2^(−age/τ) · κ. Age is clamped at zero (a record dated in the future is
+/// Creation time in whole seconds since the Unix epoch, clamped to `u32` — the precision
+/// the graph stores (4 bytes an edge instead of 8).
+pub fn created_seconds(created_at_us: i64) -> u32 {
+    created_at_us
+        .div_euclid(1_000_000)
+        .clamp(0, i64::from(u32::MAX)) as u32
+}
+
+/// strength/100 · 2^(−age/τ) · κ, with age in whole seconds (`now` floored to the second,
+/// creation as [`created_seconds`]). Age is clamped at zero (a record dated in the future is
 /// treated as brand new), and a non-positive τ disables decay.
 pub fn base_weight(
     strength: u8,
-    created_at_us: i64,
+    created_s: u32,
     now_us: i64,
     half_life_us: i64,
     kappa: f64,
 ) -> f64 {
     let decay = if half_life_us > 0 {
-        let age = now_us.saturating_sub(created_at_us).max(0) as f64;
-        (-age / half_life_us as f64).exp2()
+        let age_s = now_us
+            .div_euclid(1_000_000)
+            .saturating_sub(i64::from(created_s))
+            .max(0);
+        (-(age_s as f64 * 1e6) / half_life_us as f64).exp2()
     } else {
         1.0
     };
@@ -87,7 +99,7 @@ pub fn endorsement_weight(
     }
     base_weight(
         e.strength as u8,
-        e.created_at_us,
+        created_seconds(e.created_at_us),
         now_us,
         half_life_us,
         kappa(&e.capabilities, capability),
