@@ -91,33 +91,45 @@ fn cid(seed: u64) -> String {
     s
 }
 
-/// Samples node ids with probability ∝ (rank + 1)^−α, ranks randomly permuted over nodes.
+/// Samples node ids with probability ∝ (rank + 1)^−α, ranks randomly permuted over nodes,
+/// in O(1) by Vose's alias method.
 struct ChungLu {
-    cum: Vec<f64>,
+    prob: Vec<f64>,
+    alias: Vec<u32>,
     perm: Vec<u32>,
 }
 
 impl ChungLu {
     fn new(n: usize, alpha: f64, rng: &mut Rng) -> Self {
-        let mut cum = Vec::with_capacity(n);
-        let mut total = 0.0;
-        for r in 0..n {
-            total += ((r + 1) as f64).powf(-alpha);
-            cum.push(total);
+        let w: Vec<f64> = (0..n).map(|r| ((r + 1) as f64).powf(-alpha)).collect();
+        let total: f64 = w.iter().sum();
+        let mut prob: Vec<f64> = w.iter().map(|x| x * n as f64 / total).collect();
+        let mut alias = vec![0u32; n];
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| prob[i] < 1.0);
+        while let (Some(s), Some(&l)) = (small.pop(), large.last()) {
+            alias[s] = l as u32;
+            prob[l] -= 1.0 - prob[s];
+            if prob[l] < 1.0 {
+                large.pop();
+                small.push(l);
+            }
+        }
+        for i in small.into_iter().chain(large) {
+            prob[i] = 1.0;
         }
         let mut perm: Vec<u32> = (0..n as u32).collect();
         for i in (1..n).rev() {
             perm.swap(i, rng.below(i + 1));
         }
-        Self { cum, perm }
+        Self { prob, alias, perm }
     }
     fn sample(&self, rng: &mut Rng) -> usize {
-        let total = self.cum.last().copied().unwrap_or(0.0);
-        let x = rng.unit() * total;
-        let r = self
-            .cum
-            .partition_point(|&c| c < x)
-            .min(self.perm.len() - 1);
+        let i = rng.below(self.prob.len());
+        let r = if rng.unit() < self.prob[i] {
+            i
+        } else {
+            self.alias[i] as usize
+        };
         self.perm[r] as usize
     }
 }
@@ -286,17 +298,17 @@ fn run(cfg: &Config, c: &mut Criterion) {
         s.base_edges,
         s.self_endorsements_dropped
     );
-    let cid_bytes = s.base_edges * 32;
     eprintln!(
-        "[{}] memory: graph arrays {:.0} MiB ({:.1} B/edge incl. nodes; {:.0} MiB of it record-CID digests, \
-         dropped by keep_cids=false); RSS grew {:.0} MiB over the build, peak RSS {:.0} MiB",
+        "[{}] memory: graph {:.0} MiB ({:.1} B/edge incl. nodes); RSS grew {:.0} MiB over the build, peak RSS {:.0} MiB",
         cfg.name,
         mib(s.heap_bytes),
         s.heap_bytes as f64 / s.base_edges.max(1) as f64,
-        mib(cid_bytes),
         rss2 - rss1,
         hwm
     );
+    for (part, bytes) in g.memory_breakdown() {
+        eprintln!("[{}]   {:>8.1} MiB  {part}", cfg.name, mib(bytes));
+    }
     let _ = rss0;
 
     // A fixed query mix: random viewer (uniform over operators), random capability.
@@ -306,35 +318,51 @@ fn run(cfg: &Config, c: &mut Criterion) {
         .collect();
     let caps: Vec<String> = (0..CAPS).map(capability).collect();
     let opts = RankOptions::default();
+    // Each query runs three times: the first wall time, and the fastest of the three (the
+    // machine is shared, and the fastest run is the best estimate of one uncontended core).
     let mut times = Vec::with_capacity(QUERIES);
+    let mut best = Vec::with_capacity(QUERIES);
     let (mut cands, mut reached, mut with_path) = (0usize, 0usize, 0usize);
     for (v, k) in &queries {
-        let t = Instant::now();
-        let r = g.rank(Some(v), Some(&caps[*k]), &w.by_cap[*k], NOW, &opts);
-        times.push(t.elapsed());
-        cands += w.by_cap[*k].len();
-        let n = r
-            .iter()
-            .filter(|x| x.basis == guildhall_trust::Basis::Graph)
-            .count();
-        reached += n;
-        with_path += usize::from(n > 0);
-        black_box(r);
+        let mut runs = [Duration::ZERO; 3];
+        for (i, run) in runs.iter_mut().enumerate() {
+            let t = Instant::now();
+            let r = g.rank(Some(v), Some(&caps[*k]), &w.by_cap[*k], NOW, &opts);
+            *run = t.elapsed();
+            black_box(&r);
+            if i == 0 {
+                cands += w.by_cap[*k].len();
+                let n = r
+                    .iter()
+                    .filter(|x| x.basis == guildhall_trust::Basis::Graph)
+                    .count();
+                reached += n;
+                with_path += usize::from(n > 0);
+            }
+        }
+        times.push(runs[0]);
+        best.push(runs.iter().copied().min().unwrap_or_default());
     }
     times.sort_unstable();
+    best.sort_unstable();
     eprintln!(
-        "[{}] rank: {} queries, {:.0} candidates/query, {:.1} reached from the viewer/query ({:.0}% of queries reach any): \
-         p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        "[{}] rank: {} queries, {:.0} candidates/query, {:.1} reached from the viewer/query ({:.0}% of queries reach any)",
         cfg.name,
         QUERIES,
         cands as f64 / QUERIES as f64,
         reached as f64 / QUERIES as f64,
         100.0 * with_path as f64 / QUERIES as f64,
-        pct(&times, 0.5),
-        pct(&times, 0.9),
-        pct(&times, 0.99),
-        pct(&times, 1.0)
     );
+    for (label, t) in [("first run", &times), ("best of 3", &best)] {
+        eprintln!(
+            "[{}] rank ({label}): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            cfg.name,
+            pct(t, 0.5),
+            pct(t, 0.9),
+            pct(t, 0.99),
+            pct(t, 1.0)
+        );
+    }
 
     // getTrustPath between random operators.
     let mut ptimes = Vec::with_capacity(QUERIES);

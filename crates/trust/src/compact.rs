@@ -10,8 +10,25 @@ const RFC4648: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// ATProto record CID, so only the 32-byte digest needs storing.
 const DAG_CBOR_SHA256: [u8; 4] = [0x01, 0x71, 0x12, 0x20];
 
+/// Reverse table of an alphabet: byte → digit, 0xFF for bytes outside it.
+const fn reverse(alphabet: &[u8; 32]) -> [u8; 256] {
+    let mut t = [0xFFu8; 256];
+    let mut i = 0;
+    while i < 32 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+}
+
+const SORTABLE_REV: [u8; 256] = reverse(SORTABLE);
+const RFC4648_REV: [u8; 256] = reverse(RFC4648);
+
 fn sortable_value(c: u8) -> Option<u64> {
-    SORTABLE.iter().position(|&a| a == c).map(|p| p as u64)
+    match SORTABLE_REV[c as usize] {
+        0xFF => None,
+        d => Some(u64::from(d)),
+    }
 }
 
 /// Decodes a 13-character TID to its 64-bit value; `None` if `s` is not a canonical TID.
@@ -44,7 +61,10 @@ pub(crate) fn tid_encode(v: u64) -> String {
 }
 
 fn rfc4648_value(c: u8) -> Option<u32> {
-    RFC4648.iter().position(|&a| a == c).map(|p| p as u32)
+    match RFC4648_REV[c as usize] {
+        0xFF => None,
+        d => Some(u32::from(d)),
+    }
 }
 
 /// Unpadded RFC 4648 base32 (lower case) decode; `None` on a bad character or trailing bits.

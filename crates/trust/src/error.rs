@@ -13,6 +13,8 @@ pub enum TrustError {
     BadUri { uri: String, author: String },
     #[error("endorsement {uri} appears twice in one build")]
     DuplicateUri { uri: String },
+    #[error("{what} of {len} bytes is longer than the 65,535 the graph stores")]
+    TooLong { what: &'static str, len: usize },
     #[error("capacity exceeded: more than {limit} {what}")]
     Capacity { what: &'static str, limit: u64 },
 }

@@ -186,6 +186,15 @@ fn cap_err(what: &'static str, limit: u64) -> TrustError {
     TrustError::Capacity { what, limit }
 }
 
+/// Interns `s`, naming `what` in the error.
+fn interned(i: &mut Interner, s: &str, what: &'static str) -> Result<u32, TrustError> {
+    if s.len() > usize::from(u16::MAX) {
+        return Err(TrustError::TooLong { what, len: s.len() });
+    }
+    i.intern(s)
+        .ok_or_else(|| cap_err(what, u64::from(u32::MAX)))
+}
+
 impl TrustGraph {
     fn empty(opts: &BuildOptions) -> Self {
         Self {
@@ -240,27 +249,13 @@ impl TrustGraph {
         if e.author == e.subject {
             return Ok(None);
         }
-        let node_limit = u64::from(OVERLAY_BIT);
-        let from = self
-            .dids
-            .intern(&e.author)
-            .ok_or_else(|| cap_err("DIDs", node_limit))?;
-        let to = self
-            .dids
-            .intern(&e.subject)
-            .ok_or_else(|| cap_err("DIDs", node_limit))?;
-        let coll = self
-            .collections
-            .intern(collection)
-            .and_then(|c| u16::try_from(c).ok())
-            .ok_or_else(|| cap_err("collections", u64::from(u16::MAX)))?;
+        let from = interned(&mut self.dids, &e.author, "DIDs")?;
+        let to = interned(&mut self.dids, &e.subject, "DIDs")?;
+        let coll = u16::try_from(interned(&mut self.collections, collection, "collections")?)
+            .map_err(|_| cap_err("collections", u64::from(u16::MAX)))?;
         let mut ids = Vec::with_capacity(e.capabilities.len());
         for c in &e.capabilities {
-            ids.push(
-                self.caps
-                    .intern(c)
-                    .ok_or_else(|| cap_err("capabilities", u64::from(NONE)))?,
-            );
+            ids.push(interned(&mut self.caps, c, "capabilities")?);
         }
         let capset = self
             .capsets
@@ -273,14 +268,8 @@ impl TrustGraph {
         let cond = if e.expires_at_us.is_some() || e.pinned.is_some() {
             let (pin_service, pin_cid) = match &e.pinned {
                 Some((s, c)) => {
-                    let s = self
-                        .services
-                        .intern(s)
-                        .ok_or_else(|| cap_err("services", u64::from(NONE)))?;
-                    let c = self
-                        .cids
-                        .intern(c)
-                        .ok_or_else(|| cap_err("CIDs", u64::from(NONE)))?;
+                    let s = interned(&mut self.services, s, "services")?;
+                    let c = interned(&mut self.cids, c, "CIDs")?;
                     if self.current_cid.len() <= s as usize {
                         self.current_cid.resize(s as usize + 1, NONE);
                     }
@@ -538,14 +527,8 @@ impl TrustGraph {
     /// Records `cid` as the current version of the service at `uri`; endorsements pinned to
     /// another version of it stop counting (and count again if this CID returns).
     pub fn set_service_cid(&mut self, uri: &str, cid: &str) -> Result<(), TrustError> {
-        let s = self
-            .services
-            .intern(uri)
-            .ok_or_else(|| cap_err("services", u64::from(NONE)))?;
-        let c = self
-            .cids
-            .intern(cid)
-            .ok_or_else(|| cap_err("CIDs", u64::from(NONE)))?;
+        let s = interned(&mut self.services, uri, "services")?;
+        let c = interned(&mut self.cids, cid, "CIDs")?;
         if self.current_cid.len() <= s as usize {
             self.current_cid.resize(s as usize + 1, NONE);
         }
@@ -620,6 +603,18 @@ impl TrustGraph {
 
     /// Size, churn and approximate heap use.
     pub fn stats(&self) -> GraphStats {
+        GraphStats {
+            nodes: self.dids.len(),
+            base_edges: self.base_edges(),
+            tombstoned: self.tomb_count,
+            overlay_edges: self.overlay_live,
+            self_endorsements_dropped: self.self_dropped,
+            heap_bytes: self.memory_breakdown().iter().map(|(_, b)| b).sum(),
+        }
+    }
+
+    /// Approximate heap bytes by part (capacities; hash maps at their load factor).
+    pub fn memory_breakdown(&self) -> Vec<(&'static str, usize)> {
         fn vb<T>(v: &Vec<T>) -> usize {
             v.capacity() * std::mem::size_of::<T>()
         }
@@ -628,44 +623,53 @@ impl TrustGraph {
             m.capacity() * (4 + std::mem::size_of::<V>() + 1) * 8 / 7
         }
         let strings = |m: &IdMap<Box<str>>| m.values().map(|s| s.len()).sum::<usize>();
-        let heap = self.dids.heap_bytes()
-            + self.caps.heap_bytes()
-            + self.collections.heap_bytes()
-            + self.services.heap_bytes()
-            + self.cids.heap_bytes()
-            + vb(&self.current_cid)
-            + vb(&self.capsets.off)
-            + vb(&self.capsets.items)
-            + vb(&self.fwd_off)
-            + vb(&self.fwd_to)
-            + vb(&self.rev_off)
-            + vb(&self.rev_from)
-            + vb(&self.strength)
-            + vb(&self.created)
-            + vb(&self.capset)
-            + mb(&self.wide_capsets)
-            + mb(&self.other_colls)
-            + vb(&self.rkey)
-            + vb(&self.cid)
-            + vb(&self.tomb)
-            + mb(&self.conds)
-            + mb(&self.odd_rkeys)
-            + strings(&self.odd_rkeys)
-            + mb(&self.odd_cids)
-            + strings(&self.odd_cids)
-            + self
-                .overlay
-                .iter()
-                .map(|o| std::mem::size_of::<OverlayEdge>() + o.uri.len() * 2 + o.cid.len())
-                .sum::<usize>();
-        GraphStats {
-            nodes: self.dids.len(),
-            base_edges: self.base_edges(),
-            tombstoned: self.tomb_count,
-            overlay_edges: self.overlay_live,
-            self_endorsements_dropped: self.self_dropped,
-            heap_bytes: heap,
-        }
+        vec![
+            ("DID interner", self.dids.heap_bytes()),
+            (
+                "CSR offsets (fwd + rev)",
+                vb(&self.fwd_off) + vb(&self.rev_off),
+            ),
+            (
+                "CSR targets + reverse sources",
+                vb(&self.fwd_to) + vb(&self.rev_from),
+            ),
+            (
+                "edge strength, created, capability set",
+                vb(&self.strength) + vb(&self.created) + vb(&self.capset) + mb(&self.wide_capsets),
+            ),
+            ("edge expiry/pin conditions", mb(&self.conds)),
+            (
+                "record keys (TIDs, other rkeys, collections)",
+                vb(&self.rkey)
+                    + mb(&self.odd_rkeys)
+                    + strings(&self.odd_rkeys)
+                    + mb(&self.other_colls),
+            ),
+            (
+                "record CIDs",
+                vb(&self.cid) + mb(&self.odd_cids) + strings(&self.odd_cids),
+            ),
+            (
+                "capabilities, collections, sets",
+                self.caps.heap_bytes()
+                    + self.collections.heap_bytes()
+                    + vb(&self.capsets.off)
+                    + vb(&self.capsets.items),
+            ),
+            (
+                "services and their CIDs",
+                self.services.heap_bytes() + self.cids.heap_bytes() + vb(&self.current_cid),
+            ),
+            (
+                "overlay and tombstones",
+                vb(&self.tomb)
+                    + self
+                        .overlay
+                        .iter()
+                        .map(|o| std::mem::size_of::<OverlayEdge>() + o.uri.len() * 2 + o.cid.len())
+                        .sum::<usize>(),
+            ),
+        ]
     }
 
     // ----- accessors used by the ranker ---------------------------------------------------
@@ -1136,6 +1140,16 @@ mod tests {
         assert!(matches!(
             TrustGraph::build([&foreign], &BuildOptions::default()),
             Err(TrustError::BadUri { .. })
+        ));
+        let long = e(
+            "did:plc:a",
+            "x",
+            &format!("did:web:{}", "a".repeat(70_000)),
+            &[],
+        );
+        assert!(matches!(
+            TrustGraph::build([&long], &BuildOptions::default()),
+            Err(TrustError::TooLong { what: "DIDs", .. })
         ));
         let selfe = e("did:plc:a", "x", "did:plc:a", &[]);
         let g = TrustGraph::build([&selfe], &BuildOptions::default());
