@@ -192,11 +192,14 @@ impl Resolver {
     fn document_url(&self, did: &Did) -> Result<Url, ResolveError> {
         let s = did.as_str();
         if s.starts_with("did:plc:") {
-            return self
-                .config
-                .plc
-                .join(s)
-                .map_err(|e| ResolveError::UnsupportedMethod(format!("{s}: {e}")));
+            // Appended as a path segment: `Url::join("did:plc:…")` would read the DID as an
+            // absolute URL of scheme `did`.
+            let mut url = self.config.plc.clone();
+            url.path_segments_mut()
+                .map_err(|()| ResolveError::UnsupportedMethod(format!("{s}: bad PLC URL")))?
+                .pop_if_empty()
+                .push(s);
+            return Ok(url);
         }
         if let Some(host) = s.strip_prefix("did:web:") {
             // did:web allows a port only as `%3A`; plain http only for local development hosts.
