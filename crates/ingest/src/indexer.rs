@@ -418,8 +418,13 @@ impl Shard {
             return Vec::new();
         }
         let Some(state) = held.state else {
-            // First sight of this repo: take its whole current state, which includes this
-            // commit or a later one.
+            // First sight of a repo whose previous tree was empty: inverting the ops gives back
+            // the empty tree, so this signed commit alone proves everything the repo holds. No
+            // getRepo needed (none is possible when replaying a recording).
+            if ev.prev_data.is_some() && ev.prev_data == empty_tree() {
+                return self.verify_and_plan(&ev, None).await;
+            }
+            // Otherwise take its whole current state, which includes this commit or a later one.
             let mut changes = self.resync(&did, "first seen").await;
             if let Some(h) = self.held.get(did.as_str())
                 && let Some(s) = &h.state
@@ -433,6 +438,8 @@ impl Shard {
         self.verify_and_plan(&ev, Some(state)).await
     }
 
+    /// Verifies a commit against `state` and plans its changes. `None` is only for a commit
+    /// whose `prevData` is the empty tree: it then replaces the whole repo, as a resync would.
     async fn verify_and_plan(
         &mut self,
         ev: &frame::CommitEvent,
@@ -466,7 +473,18 @@ impl Shard {
                     .metrics
                     .commits_verified
                     .fetch_add(1, Ordering::Relaxed);
-                let mut changes = to_store_changes(&self.ctx.metrics, plan::plan_ops(did, &vc.ops));
+                let whole = state.is_none();
+                let mut changes = Vec::new();
+                if whole {
+                    // Records left from an earlier, desynchronized life of the repo go.
+                    changes.push(Change::DeleteRepoRecords {
+                        did: did.to_string(),
+                    });
+                }
+                changes.extend(to_store_changes(
+                    &self.ctx.metrics,
+                    plan::plan_ops(did, &vc.ops),
+                ));
                 changes.push(Change::SetRepo(RepoRow {
                     did: did.to_string(),
                     rev: Some(vc.state.rev.to_string()),
@@ -474,6 +492,12 @@ impl Shard {
                     status: RepoStatus::Synced,
                 }));
                 self.set_state(did, Some(vc.state));
+                if whole {
+                    changes.push(Change::BackfillDone {
+                        did: did.to_string(),
+                    });
+                    changes.extend(identity_change(&self.ctx.resolver, did).await);
+                }
                 changes
             }
             Err(VerifyError::RevNotIncreasing { .. }) => {
@@ -594,6 +618,16 @@ pub async fn identity_change(resolver: &Resolver, did: &Did) -> Option<Change> {
         did: did.to_string(),
         handle: handle.map(|h| h.to_string()),
         verified,
+    })
+}
+
+/// The CID of the empty MST, computed once.
+fn empty_tree() -> Option<cid::Cid> {
+    static EMPTY: std::sync::OnceLock<Option<cid::Cid>> = std::sync::OnceLock::new();
+    *EMPTY.get_or_init(|| {
+        guildhall_proto::mst::compute_root(std::iter::empty())
+            .ok()
+            .map(|(root, _)| root)
     })
 }
 
