@@ -870,7 +870,11 @@ impl TrustGraph {
     pub(crate) fn edge_ref(&self, e: u32) -> EdgeRef {
         let (cid, capset, created) = if e & OVERLAY_BIT != 0 {
             match self.overlay.get((e & !OVERLAY_BIT) as usize) {
-                Some(o) => (Some(o.cid.clone()), o.capset, o.created_at_us),
+                Some(o) => (
+                    self.opts.keep_cids.then(|| o.cid.clone()),
+                    o.capset,
+                    o.created_at_us,
+                ),
                 None => (None, 0, 0),
             }
         } else {

@@ -3,15 +3,33 @@
 //! Who can do X for me, ranked by how close they stand to me in the endorsement graph, with
 //! the path that explains it:
 //! - [`TrustGraph`] holds endorsements between operator DIDs in compact CSR arrays (forward
-//!   and reverse), plus an overlay for live changes.
+//!   and reverse), plus an overlay for live changes ([`TrustGraph::add`],
+//!   [`TrustGraph::remove`], [`TrustGraph::set_service_cid`]) and a rebuild past ~5% churn.
 //! - [`TrustGraph::rank`] orders candidate providers by hops from the viewer, then the best
 //!   product of edge weights at that many hops, then the number of independent vouchers, with
-//!   a sybil cap per last-hop endorser and an anchor/quality fallback.
+//!   a sybil cap per last-hop endorser and an anchor/quality fallback. [`TrustGraph::path`]
+//!   answers getTrustPath with the same numbers.
 //! - Edge weight = strength/100 · 2^(−age/τ) · κ, κ = 1 if the endorsement covers the queried
 //!   capability (exact, or a `.`-namespace prefix: `sms` covers `sms.send`), 0.5 if unscoped,
-//!   0 otherwise; see [`weight`].
+//!   0 otherwise; zero when expired, deleted, pinned to a service CID that is no longer
+//!   current, or a self-endorsement. See [`weight`].
 //!
-//! Scores leave the crate as integers (parts per million).
+//! Decisions worth knowing:
+//! - Distance is the fewest hops (≤ 3) of a path with every weight positive; the score is the
+//!   best product among paths of exactly that many hops, so the returned path always
+//!   explains both. A stronger but longer path does not raise the score.
+//! - Vouchers are the distinct last-hop endorsers over all simple paths of ≤ 3 hops; an
+//!   endorser reachable only through the candidate itself does not count.
+//! - Ties on equal products go to the smaller record URI; the output never depends on input
+//!   order.
+//! - Creation times are kept to the second (weights decay by the second; `EdgeRef` carries
+//!   whole seconds in microseconds).
+//! - Scores leave the crate as integers (parts per million).
+//!
+//! Memory per edge: 8 B of adjacency (forward subject, reverse author; the reverse edge is
+//! found by binary search in the author's subject-sorted range), 7 B of weight inputs,
+//! 8 B of record key (a TID, so the record URI can be rebuilt) and, unless
+//! `BuildOptions::keep_cids` is off, the 32-byte digest of the record CID.
 
 mod compact;
 mod error;
