@@ -1,0 +1,171 @@
+//! Opaque pagination cursors: a kind byte and a fixed-layout payload, hex-encoded.
+//!
+//! Clients must treat cursors as opaque; the server validates every one it gets back (kind,
+//! length, and for search the hash of the query it was issued for), so a forged or
+//! truncated cursor is a 400 `InvalidCursor`, never a wrong page or a panic.
+
+use crate::error::XrpcError;
+
+/// Longest cursor the lexicons allow.
+pub const MAX_CURSOR: usize = 512;
+
+const KIND_SEARCH: u8 = 1;
+const KIND_ENDORSEMENTS: u8 = 2;
+const KIND_CAPABILITIES: u8 = 3;
+
+/// Where a ranked search page continues.
+///
+/// The ranked list of the first page is kept in a snapshot cache under `snapshot`; later
+/// pages are slices of that list, so concurrent writes cannot duplicate or skip results.
+/// When the snapshot is gone (evicted, or another process), the list is ranked again at the
+/// same instant `now_us`; if the index `generation` is unchanged this reproduces it exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchCursor {
+    /// Snapshot cache key.
+    pub snapshot: u64,
+    /// Hash of the normalised query (all parameters except `limit` and `cursor`).
+    pub query_hash: u64,
+    /// Index generation the ranking was computed at.
+    pub generation: u64,
+    /// The ranking instant (age decay and expiry), Unix microseconds.
+    pub now_us: i64,
+    /// Position of the next result in the ranked list.
+    pub offset: u32,
+}
+
+fn invalid(msg: &str) -> XrpcError {
+    XrpcError::invalid("InvalidCursor", msg)
+}
+
+fn encode(kind: u8, payload: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 + payload.len() * 2);
+    for b in std::iter::once(kind).chain(payload.iter().copied()) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+fn decode(s: &str, kind: u8) -> Result<Vec<u8>, XrpcError> {
+    if s.len() > MAX_CURSOR || !s.len().is_multiple_of(2) || s.len() < 2 {
+        return Err(invalid("malformed cursor"));
+    }
+    let nib = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() / 2);
+    for pair in s.as_bytes().chunks_exact(2) {
+        match (nib(pair[0]), nib(pair[1])) {
+            (Some(h), Some(l)) => out.push(h << 4 | l),
+            _ => return Err(invalid("malformed cursor")),
+        }
+    }
+    if out.first() != Some(&kind) {
+        return Err(invalid("cursor belongs to another method"));
+    }
+    out.remove(0);
+    Ok(out)
+}
+
+fn u64_at(b: &[u8], i: usize) -> Option<u64> {
+    b.get(i..i + 8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_be_bytes)
+}
+
+impl SearchCursor {
+    /// The opaque form.
+    pub fn encode(&self) -> String {
+        let mut p = Vec::with_capacity(36);
+        p.extend_from_slice(&self.snapshot.to_be_bytes());
+        p.extend_from_slice(&self.query_hash.to_be_bytes());
+        p.extend_from_slice(&self.generation.to_be_bytes());
+        p.extend_from_slice(&self.now_us.to_be_bytes());
+        p.extend_from_slice(&self.offset.to_be_bytes());
+        encode(KIND_SEARCH, &p)
+    }
+
+    /// Parses a cursor issued by [`SearchCursor::encode`].
+    pub fn decode(s: &str) -> Result<Self, XrpcError> {
+        let b = decode(s, KIND_SEARCH)?;
+        if b.len() != 36 {
+            return Err(invalid("malformed cursor"));
+        }
+        let field = |i| u64_at(&b, i).ok_or_else(|| invalid("malformed cursor"));
+        let offset = b
+            .get(32..36)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| invalid("malformed cursor"))?;
+        Ok(SearchCursor {
+            snapshot: field(0)?,
+            query_hash: field(8)?,
+            generation: field(16)?,
+            now_us: field(24)? as i64,
+            offset,
+        })
+    }
+}
+
+/// Keyset cursor of listEndorsements: the store's row id of the last item.
+pub fn encode_endorsements(id: i64) -> String {
+    encode(KIND_ENDORSEMENTS, &id.to_be_bytes())
+}
+
+/// Parses an [`encode_endorsements`] cursor.
+pub fn decode_endorsements(s: &str) -> Result<i64, XrpcError> {
+    let b = decode(s, KIND_ENDORSEMENTS)?;
+    let id = u64_at(&b, 0)
+        .filter(|_| b.len() == 8)
+        .ok_or_else(|| invalid("malformed cursor"))? as i64;
+    if id <= 0 {
+        return Err(invalid("malformed cursor"));
+    }
+    Ok(id)
+}
+
+/// Keyset cursor of listCapabilities: the last capability id of the page.
+pub fn encode_capabilities(last: &str) -> String {
+    encode(KIND_CAPABILITIES, last.as_bytes())
+}
+
+/// Parses an [`encode_capabilities`] cursor; the id inside must follow the grammar.
+pub fn decode_capabilities(s: &str) -> Result<String, XrpcError> {
+    let b = decode(s, KIND_CAPABILITIES)?;
+    let id = String::from_utf8(b).map_err(|_| invalid("malformed cursor"))?;
+    guildhall_lexicon::grammar::check_capability_id(&id)
+        .map_err(|_| invalid("malformed cursor"))?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects() {
+        let c = SearchCursor {
+            snapshot: 7,
+            query_hash: u64::MAX,
+            generation: 3,
+            now_us: -5,
+            offset: 25,
+        };
+        assert_eq!(SearchCursor::decode(&c.encode()).ok(), Some(c));
+        assert_eq!(decode_endorsements(&encode_endorsements(42)).ok(), Some(42));
+        assert_eq!(
+            decode_capabilities(&encode_capabilities("sms.send")).ok(),
+            Some("sms.send".to_owned())
+        );
+        for bad in ["", "x", "zz", "0", "01", &encode_endorsements(42), "01FF"] {
+            assert!(SearchCursor::decode(bad).is_err(), "{bad}");
+        }
+        assert!(decode_endorsements(&c.encode()).is_err());
+        assert!(decode_endorsements(&encode_endorsements(-1)).is_err());
+        assert!(decode_capabilities(&encode_capabilities("NOT VALID")).is_err());
+        assert!(SearchCursor::decode(&"01".repeat(300)).is_err());
+    }
+}

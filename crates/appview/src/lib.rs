@@ -1,0 +1,275 @@
+//! Guildhall's HTTP face: the XRPC AppView and the operational endpoints beside it.
+//!
+//! # Methods
+//! `GET /xrpc/dev.guildhall.{searchServices, getService, getOperator, getTrustPath,
+//! listEndorsements, listCapabilities}` as the lexicons under `lexicons/dev/guildhall/`
+//! define them, plus `/xrpc/_health`, `/metrics`, `/status` and `/.well-known/did.json`.
+//!
+//! # Errors
+//! XRPC errors follow the spec: a JSON body `{"error", "message"}` with a fitting status
+//! (400 `InvalidRequest` or the lexicon's own name such as `InvalidCursor`, 404 `NotFound`,
+//! 429 `RateLimitExceeded`, 500 `InternalServerError`), and nothing internal (SQL, paths,
+//! stack traces) ever reaches a client; those go to the log.
+//!
+//! # Ranking
+//! Filters run in SQL ([`guildhall_store::Store::search_candidates`]); ranking runs in memory
+//! on the [`TrustIndex`], which `serve` loads at start and keeps current from ingestion:
+//!
+//! ```ignore
+//! let trust = TrustIndex::load(&store).await?;
+//! trust.spawn_updates(indexer.committed.subscribe(), store.clone());
+//! let state = AppState::new(store, metrics, trust, AppConfig { anchors, ..AppConfig::default() });
+//! let app = guildhall_appview::router(state);
+//! // The per-IP rate limit reads the peer address from `ConnectInfo`: serve with it.
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! ```
+//! Without `ConnectInfo` (e.g. in-process tests) every request shares one rate-limit bucket.
+
+pub mod cursor;
+mod error;
+pub mod handlers;
+pub mod params;
+pub mod ratelimit;
+pub mod search;
+pub mod trust_index;
+pub mod views;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use guildhall_ingest::metrics::Metrics;
+use guildhall_store::Store;
+use guildhall_trust::RankOptions;
+use serde_json::json;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+pub use error::XrpcError;
+pub use trust_index::{TrustIndex, TrustIndexError, TrustIndexOptions};
+
+/// Settings of the AppView.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Operators trusted by configuration: seeds of the fallback ranking when there is no
+    /// viewer or no path from it.
+    pub anchors: Vec<String>,
+    /// Requests per minute per client IP (burst of the same size); 0 turns limiting off.
+    pub rate_limit_per_minute: u32,
+    /// Longest a request may run before it is answered with 503 `RequestTimeout`.
+    pub request_timeout: Duration,
+    /// Largest request body accepted (queries are GETs; this bounds abuse).
+    pub max_body: usize,
+    /// Hostname (and optional port) of the AppView's did:web identity; `None` serves no
+    /// `/.well-known/did.json`.
+    pub hostname_for_did_web: Option<String>,
+    /// Most services one search ranks; filters narrower than this rank exactly.
+    pub candidate_cap: usize,
+    /// Ranked services kept in all for cursor pagination (about 1 KiB each).
+    pub snapshot_entries: usize,
+    /// How long a ranked list stays available to cursors.
+    pub snapshot_ttl: Duration,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            anchors: Vec::new(),
+            rate_limit_per_minute: 600,
+            request_timeout: Duration::from_secs(10),
+            max_body: 64 * 1024,
+            hostname_for_did_web: None,
+            candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
+            snapshot_entries: 50_000,
+            snapshot_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Per-process state behind the handlers that callers do not configure directly.
+#[derive(Debug)]
+pub struct Inner {
+    limiter: ratelimit::RateLimiter,
+    snapshots: search::SnapshotCache,
+    rank_opts: RankOptions,
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The index.
+    pub store: Store,
+    /// Ingestion counters (also served at `/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The in-memory trust graph.
+    pub trust: Arc<TrustIndex>,
+    /// Settings.
+    pub config: Arc<AppConfig>,
+    inner: Arc<Inner>,
+}
+
+impl AppState {
+    /// Assembles the state; the rate limiter and pagination cache start empty.
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        trust: Arc<TrustIndex>,
+        config: AppConfig,
+    ) -> Self {
+        let inner = Inner {
+            limiter: ratelimit::RateLimiter::new(config.rate_limit_per_minute),
+            snapshots: search::SnapshotCache::new(config.snapshot_entries, config.snapshot_ttl),
+            rank_opts: RankOptions {
+                anchors: config.anchors.clone(),
+                ..RankOptions::default()
+            },
+        };
+        Self {
+            store,
+            metrics,
+            trust,
+            config: Arc::new(config),
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Ranking options in force (anchors from the configuration).
+    pub fn rank_options(&self) -> &RankOptions {
+        &self.inner.rank_opts
+    }
+}
+
+/// The router with every endpoint, CORS, body and time limits and the per-IP rate limit.
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` (see the crate docs).
+pub fn router(state: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(86_400));
+    Router::new()
+        .route("/xrpc/_health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .route("/.well-known/did.json", get(handlers::did_document))
+        .route(
+            "/xrpc/dev.guildhall.searchServices",
+            get(handlers::search_services),
+        )
+        .route("/xrpc/dev.guildhall.getService", get(handlers::get_service))
+        .route(
+            "/xrpc/dev.guildhall.getOperator",
+            get(handlers::get_operator),
+        )
+        .route(
+            "/xrpc/dev.guildhall.getTrustPath",
+            get(handlers::get_trust_path),
+        )
+        .route(
+            "/xrpc/dev.guildhall.listEndorsements",
+            get(handlers::list_endorsements),
+        )
+        .route(
+            "/xrpc/dev.guildhall.listCapabilities",
+            get(handlers::list_capabilities),
+        )
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(state.config.max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(cors)
+        .with_state(state)
+}
+
+/// Rate limit, time limit, and XRPC bodies for the errors produced outside handlers.
+async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    // Probes must keep working while a client is being throttled.
+    let exempt = path == "/xrpc/_health" || path == "/metrics";
+    if !exempt {
+        let ip = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        if !s.inner.limiter.check(ip) {
+            let mut r = XrpcError::RateLimitExceeded.into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
+    match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
+        Ok(r) => match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => XrpcError::PayloadTooLarge.into_response(),
+            StatusCode::METHOD_NOT_ALLOWED => XrpcError::MethodNotAllowed.into_response(),
+            _ => r,
+        },
+        Err(_) => XrpcError::Timeout.into_response(),
+    }
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let g = s.trust.stats();
+    let mut body = s.metrics.render();
+    body.push_str(&format!(
+        "# TYPE guildhall_trust_graph_nodes gauge\nguildhall_trust_graph_nodes {}\n\
+         # TYPE guildhall_trust_graph_edges gauge\nguildhall_trust_graph_edges {}\n\
+         # TYPE guildhall_trust_graph_overlay_edges gauge\nguildhall_trust_graph_overlay_edges {}\n\
+         # TYPE guildhall_trust_graph_heap_bytes gauge\nguildhall_trust_graph_heap_bytes {}\n\
+         # TYPE guildhall_trust_graph_generation counter\nguildhall_trust_graph_generation {}\n",
+        g.nodes,
+        g.base_edges - g.tombstoned,
+        g.overlay_edges,
+        g.heap_bytes,
+        s.trust.generation(),
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, XrpcError> {
+    let stats = s.store.stats().await?;
+    let counts = s.store.rejection_counts().await?;
+    let recent = s.store.rejections(20).await?;
+    let g = s.trust.stats();
+    Ok(Json(json!({
+        "stats": {
+            "operators": stats.operators,
+            "services": stats.services,
+            "endorsements": stats.endorsements,
+            "records": stats.records,
+            "repos": stats.repos,
+            "rejections": stats.rejections,
+        },
+        "trustGraph": {
+            "nodes": g.nodes,
+            "baseEdges": g.base_edges,
+            "tombstoned": g.tombstoned,
+            "overlayEdges": g.overlay_edges,
+            "heapBytes": g.heap_bytes,
+            "generation": s.trust.generation(),
+        },
+        "rejectionsByReason": counts.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "recentRejections": recent.into_iter().map(|r| json!({
+            "uri": r.row.uri,
+            "cid": r.row.cid,
+            "collection": r.row.collection,
+            "reason": r.row.reason,
+            "detail": r.row.detail,
+            "rejectedAt": r.rejected_at,
+        })).collect::<Vec<_>>(),
+        "verifyFailures": s.metrics.verify_failures(),
+    })))
+}
+
+async fn not_found() -> XrpcError {
+    XrpcError::NotFound("no such method".to_owned())
+}

@@ -1,0 +1,308 @@
+//! searchServices: filters in SQL, ranking in memory, deterministic pages of the ranked list.
+//!
+//! Pagination: the first page ranks every candidate the filters admit (up to the configured
+//! cap) and, when more than one page results, keeps the ranked list in a small snapshot
+//! cache; the cursor names that snapshot, the query's hash, the index generation, the
+//! ranking instant and an offset. Later pages slice the snapshot, so writes between pages
+//! neither duplicate nor skip results (entries deleted meanwhile are dropped at hydration).
+//! When the snapshot has been evicted the list is ranked again at the cursor's instant; that
+//! reproduces it exactly unless the index generation moved, in which case the offset is
+//! applied to the new ranking (best effort, logged).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use guildhall_store::{ServiceCandidate, ServiceQuery};
+use guildhall_trust::{CandidateProvider, RankOptions};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::cursor::SearchCursor;
+use crate::error::XrpcError;
+use crate::trust_index::TrustIndex;
+use crate::views::TrustInfo;
+
+/// Longest a cursor's ranking instant may lie in the past (older cursors are refused:
+/// their decay weights would be stale).
+const MAX_CURSOR_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// One ranked service, before hydration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankedService {
+    pub uri: String,
+    pub did: String,
+    pub cid: String,
+    pub trust: TrustInfo,
+}
+
+/// A searchServices request after validation.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// The SQL filters (`limit` and `after` unused).
+    pub filters: ServiceQuery,
+    /// Whose graph ranks the results.
+    pub viewer: Option<String>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Where to continue.
+    pub cursor: Option<SearchCursor>,
+}
+
+/// One page of ranked services.
+#[derive(Debug, Clone)]
+pub struct SearchPage {
+    pub services: Vec<RankedService>,
+    pub cursor: Option<String>,
+}
+
+/// Unix microseconds now.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Stable hash of everything that defines the ranked list (not `limit`, not `cursor`).
+pub fn query_hash(req: &SearchRequest) -> u64 {
+    let f = &req.filters;
+    let mut h = Sha256::new();
+    let mut put = |name: &str, v: Option<&str>| {
+        h.update(name.as_bytes());
+        match v {
+            Some(v) => {
+                h.update([1]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    };
+    put("q", f.q.as_deref());
+    for c in &f.capabilities {
+        put("capability", Some(c));
+    }
+    put("region", f.region.as_deref());
+    put(
+        "maxPrice",
+        f.max_price_nanos.map(|n| n.to_string()).as_deref(),
+    );
+    put("currency", f.currency.as_deref());
+    put("pricingModel", f.pricing_model.as_deref());
+    put(
+        "maxLatencyMs",
+        f.max_latency_ms.map(|n| n.to_string()).as_deref(),
+    );
+    put(
+        "minAvailabilityBp",
+        f.min_availability_bp.map(|n| n.to_string()).as_deref(),
+    );
+    put("viewer", req.viewer.as_deref());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// Quality of a candidate for the no-path fallback, parts per million.
+///
+/// No measured quality exists yet and self-declared SLAs are free for a sybil to inflate, so
+/// every candidate gets 0 and the fallback orders unreachable candidates by operator DID and
+/// service URI (deterministic, ungameable by claims). Measured success rates plug in here.
+pub fn quality_ppm(_c: &ServiceCandidate) -> u32 {
+    0
+}
+
+/// Ranks SQL candidates with the trust index: the in-memory half of searchServices.
+/// `capability` is the one the edge weights are scoped to (the first one queried).
+pub fn rank_candidates(
+    index: &TrustIndex,
+    viewer: Option<&str>,
+    capability: Option<&str>,
+    candidates: &[ServiceCandidate],
+    now_us: i64,
+    opts: &RankOptions,
+) -> (Vec<RankedService>, u64) {
+    let providers: Vec<CandidateProvider> = candidates
+        .iter()
+        .map(|c| CandidateProvider {
+            operator: c.did.clone(),
+            service: c.uri.clone(),
+            quality_ppm: quality_ppm(c),
+        })
+        .collect();
+    let (ranked, generation) = index.rank(viewer, capability, &providers, now_us, opts);
+    let out = ranked
+        .iter()
+        .filter_map(|r| {
+            let c = candidates.get(r.candidate)?;
+            Some(RankedService {
+                uri: c.uri.clone(),
+                did: c.did.clone(),
+                cid: c.cid.clone(),
+                trust: TrustInfo::from_ranked(r),
+            })
+        })
+        .collect();
+    (out, generation)
+}
+
+/// A cached ranked list.
+#[derive(Debug)]
+struct Snapshot {
+    id: u64,
+    query_hash: u64,
+    created: Instant,
+    list: Arc<Vec<RankedService>>,
+}
+
+/// Recently ranked lists, bounded by total entries and age.
+#[derive(Debug)]
+pub struct SnapshotCache {
+    inner: Mutex<CacheInner>,
+    max_entries: usize,
+    ttl: Duration,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    next_id: u64,
+    total: usize,
+    items: VecDeque<Snapshot>,
+}
+
+impl SnapshotCache {
+    /// A cache holding at most `max_entries` ranked services in all, each list for `ttl`.
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(CacheInner {
+                next_id: 1,
+                ..CacheInner::default()
+            }),
+            max_entries,
+            ttl,
+        }
+    }
+
+    fn insert(&self, query_hash: u64, list: Arc<Vec<RankedService>>) -> u64 {
+        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = c.next_id;
+        c.next_id += 1;
+        if list.len() > self.max_entries {
+            // Too big to keep: later pages fall back to re-ranking.
+            return id;
+        }
+        c.total += list.len();
+        c.items.push_back(Snapshot {
+            id,
+            query_hash,
+            created: Instant::now(),
+            list,
+        });
+        while c.total > self.max_entries
+            || c.items
+                .front()
+                .is_some_and(|s| s.created.elapsed() > self.ttl)
+        {
+            match c.items.pop_front() {
+                Some(s) => c.total -= s.list.len(),
+                None => break,
+            }
+        }
+        id
+    }
+
+    fn get(&self, id: u64, query_hash: u64) -> Option<Arc<Vec<RankedService>>> {
+        let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        c.items
+            .iter()
+            .find(|s| s.id == id && s.query_hash == query_hash && s.created.elapsed() <= self.ttl)
+            .map(|s| Arc::clone(&s.list))
+    }
+}
+
+/// Answers one searchServices request (without hydration).
+pub async fn search(state: &AppState, req: &SearchRequest) -> Result<SearchPage, XrpcError> {
+    let qh = query_hash(req);
+    let limit = req.limit.clamp(1, 100) as usize;
+    let (list, snapshot, generation, now, offset) = match req.cursor {
+        Some(c) => {
+            if c.query_hash != qh {
+                return Err(XrpcError::invalid(
+                    "InvalidCursor",
+                    "cursor was issued for a different query",
+                ));
+            }
+            let now = now_us();
+            let age = now.saturating_sub(c.now_us);
+            if age < -60_000_000 || age > MAX_CURSOR_AGE.as_micros() as i64 {
+                return Err(XrpcError::invalid("InvalidCursor", "cursor has expired"));
+            }
+            match state.inner.snapshots.get(c.snapshot, qh) {
+                Some(list) => (list, c.snapshot, c.generation, c.now_us, c.offset as usize),
+                None => {
+                    let (list, generation) = rank_all(state, req, c.now_us).await?;
+                    if generation != c.generation {
+                        tracing::debug!(
+                            "search snapshot evicted and index moved; paging by offset"
+                        );
+                    }
+                    let list = Arc::new(list);
+                    let id = state.inner.snapshots.insert(qh, Arc::clone(&list));
+                    (list, id, generation, c.now_us, c.offset as usize)
+                }
+            }
+        }
+        None => {
+            let now = now_us();
+            let (list, generation) = rank_all(state, req, now).await?;
+            let list = Arc::new(list);
+            let id = if list.len() > limit {
+                state.inner.snapshots.insert(qh, Arc::clone(&list))
+            } else {
+                0
+            };
+            (list, id, generation, now, 0)
+        }
+    };
+    let end = offset.saturating_add(limit).min(list.len());
+    let services = list.get(offset..end).map(<[_]>::to_vec).unwrap_or_default();
+    let cursor = (end < list.len()).then(|| {
+        SearchCursor {
+            snapshot,
+            query_hash: qh,
+            generation,
+            now_us: now,
+            offset: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+        .encode()
+    });
+    Ok(SearchPage { services, cursor })
+}
+
+async fn rank_all(
+    state: &AppState,
+    req: &SearchRequest,
+    now: i64,
+) -> Result<(Vec<RankedService>, u64), XrpcError> {
+    let set = state
+        .store
+        .search_candidates(&req.filters, state.config.candidate_cap)
+        .await?;
+    if set.truncated {
+        tracing::debug!(
+            cap = state.config.candidate_cap,
+            "search candidates truncated at the cap"
+        );
+    }
+    let capability = req.filters.capabilities.first().map(String::as_str);
+    Ok(rank_candidates(
+        &state.trust,
+        req.viewer.as_deref(),
+        capability,
+        &set.candidates,
+        now,
+        &state.inner.rank_opts,
+    ))
+}

@@ -1,0 +1,458 @@
+//! The live trust graph: built from the store at start, kept current from the ingest
+//! pipeline's broadcast of committed changes, rebuilt when churn or a lost message calls
+//! for it.
+//!
+//! Consistency argument: every graph update is idempotent (adding an endorsement replaces
+//! one with the same URI, removing an absent one is a no-op, setting a service CID
+//! overwrites). A rebuild reads the store *after* the broadcast it follows, and the
+//! messages still queued behind it are applied afterwards in order, so the graph converges
+//! to the store's state without a lock across the two.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use guildhall_proto::syntax::Datetime;
+use guildhall_store::{Change, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError};
+use guildhall_trust::{
+    BuildOptions, CandidateProvider, Endorsement, GraphStats, RankOptions, Ranked, TrustError,
+    TrustGraph, TrustPath,
+};
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+/// Collection of endorsement records.
+pub const ENDORSEMENT_COLLECTION: &str = "dev.guildhall.endorsement";
+/// Collection of service records.
+pub const SERVICE_COLLECTION: &str = "dev.guildhall.service";
+
+/// A strength the lexicon reads for an endorsement that states none.
+const DEFAULT_STRENGTH: i64 = 50;
+
+/// Why the index could not be loaded or refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustIndexError {
+    /// Reading endorsements or service versions failed.
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    /// The graph rejected its input.
+    #[error("building the trust graph: {0}")]
+    Graph(#[from] TrustError),
+    /// The blocking build task panicked or was cancelled.
+    #[error("trust graph build task failed: {0}")]
+    Task(String),
+}
+
+/// Tuning of the index.
+#[derive(Debug, Clone)]
+pub struct TrustIndexOptions {
+    /// Graph build options (CIDs kept, churn threshold).
+    pub build: BuildOptions,
+    /// Shortest time between two rebuilds from the store caused by account-status changes
+    /// or repo resets; bursts of them are coalesced into one rebuild.
+    pub rebuild_debounce: Duration,
+}
+
+impl Default for TrustIndexOptions {
+    fn default() -> Self {
+        Self {
+            build: BuildOptions::default(),
+            rebuild_debounce: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The trust graph shared by all requests.
+///
+/// Readers hold a read lock for the duration of one ranking (milliseconds); the single
+/// updater task takes the write lock only to apply a batch to the overlay or to swap in a
+/// rebuilt graph, which is built without holding it.
+#[derive(Debug)]
+pub struct TrustIndex {
+    graph: RwLock<TrustGraph>,
+    generation: AtomicU64,
+    opts: TrustIndexOptions,
+}
+
+/// An endorsement row in the trust crate's form; `None` when a date does not parse or the
+/// strength is out of range (the record validator rejects both, so this is defensive).
+pub fn to_endorsement(row: &EndorsementRow) -> Option<Endorsement> {
+    let created_at_us = Datetime::parse(&row.created_at).ok()?.unix_micros();
+    let expires_at_us = match &row.expires_at {
+        Some(s) => Some(Datetime::parse(s).ok()?.unix_micros()),
+        None => None,
+    };
+    let strength = row.strength.unwrap_or(DEFAULT_STRENGTH);
+    if !(1..=100).contains(&strength) {
+        return None;
+    }
+    Some(Endorsement {
+        uri: row.uri.clone(),
+        cid: row.cid.clone(),
+        author: row.author.clone(),
+        subject: row.subject.clone(),
+        capabilities: row.capabilities.clone(),
+        strength,
+        created_at_us,
+        expires_at_us,
+        pinned: match (&row.service_uri, &row.service_cid) {
+            (Some(u), Some(c)) => Some((u.clone(), c.clone())),
+            _ => None,
+        },
+    })
+}
+
+/// One graph update derived from a committed change.
+#[derive(Debug)]
+enum Op {
+    Add(Endorsement),
+    Remove(String),
+    SetService(String, String),
+    ClearService(String),
+}
+
+/// Builds a graph from the store's current state (blocking work off the runtime).
+async fn build_from_store(
+    store: &Store,
+    opts: &BuildOptions,
+) -> Result<TrustGraph, TrustIndexError> {
+    let rows = store.all_endorsements().await?;
+    let cids = store.service_cids().await?;
+    let opts = opts.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut skipped = 0usize;
+        let list: Vec<Endorsement> = rows
+            .iter()
+            .filter_map(|r| {
+                let e = to_endorsement(r);
+                skipped += usize::from(e.is_none());
+                e
+            })
+            .collect();
+        drop(rows);
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "endorsements with unreadable dates or strength left out of the trust graph"
+            );
+        }
+        let mut g = TrustGraph::build(list, &opts)?;
+        for (uri, cid) in &cids {
+            g.set_service_cid(uri, cid)?;
+        }
+        Ok(g)
+    })
+    .await
+    .map_err(|e| TrustIndexError::Task(e.to_string()))?
+}
+
+impl TrustIndex {
+    /// Builds the index from the store with default options.
+    pub async fn load(store: &Store) -> Result<Arc<TrustIndex>, TrustIndexError> {
+        Self::load_with(store, TrustIndexOptions::default()).await
+    }
+
+    /// Builds the index from the store.
+    pub async fn load_with(
+        store: &Store,
+        opts: TrustIndexOptions,
+    ) -> Result<Arc<TrustIndex>, TrustIndexError> {
+        let started = std::time::Instant::now();
+        let g = build_from_store(store, &opts.build).await?;
+        let s = g.stats();
+        tracing::info!(
+            nodes = s.nodes,
+            edges = s.base_edges,
+            heap_mib = s.heap_bytes >> 20,
+            ms = started.elapsed().as_millis() as u64,
+            "trust graph loaded"
+        );
+        Ok(Self::from_graph(g, opts))
+    }
+
+    /// Wraps an already built graph (benchmarks and tests that bypass the store).
+    pub fn from_graph(graph: TrustGraph, opts: TrustIndexOptions) -> Arc<TrustIndex> {
+        Arc::new(TrustIndex {
+            graph: RwLock::new(graph),
+            generation: AtomicU64::new(1),
+            opts,
+        })
+    }
+
+    /// Changes whenever the graph changes; part of search cursors.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Size and churn of the current graph.
+    pub fn stats(&self) -> GraphStats {
+        self.graph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats()
+    }
+
+    /// Ranks candidates against the current graph; returns the generation it used.
+    pub fn rank(
+        &self,
+        viewer: Option<&str>,
+        capability: Option<&str>,
+        candidates: &[CandidateProvider],
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> (Vec<Ranked>, u64) {
+        let g = self.graph.read().unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock: the updater bumps the generation while holding the write lock.
+        let generation = self.generation();
+        (
+            g.rank(viewer, capability, candidates, now_us, opts),
+            generation,
+        )
+    }
+
+    /// The best path from `from` to `to` (getTrustPath).
+    pub fn path(
+        &self,
+        from: &str,
+        to: &str,
+        capability: Option<&str>,
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> Option<TrustPath> {
+        self.graph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .path(from, to, capability, now_us, opts)
+    }
+
+    fn swap(&self, g: TrustGraph) {
+        let mut w = self.graph.write().unwrap_or_else(PoisonError::into_inner);
+        *w = g;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Replaces the graph with one built from the store's current state.
+    pub async fn rebuild_from_store(&self, store: &Store) -> Result<(), TrustIndexError> {
+        let g = build_from_store(store, &self.opts.build).await?;
+        self.swap(g);
+        tracing::info!(
+            generation = self.generation(),
+            "trust graph rebuilt from the store"
+        );
+        Ok(())
+    }
+
+    /// Compacts the overlay into a fresh graph if churn has passed the threshold.
+    async fn compact_if_needed(self: &Arc<Self>) -> Result<(), TrustIndexError> {
+        let needed = self
+            .graph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .needs_rebuild();
+        if !needed {
+            return Ok(());
+        }
+        let me = Arc::clone(self);
+        // Only the updater task writes, so nothing changes between this copy and the swap.
+        let g = tokio::task::spawn_blocking(move || {
+            me.graph
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .rebuilt()
+        })
+        .await
+        .map_err(|e| TrustIndexError::Task(e.to_string()))??;
+        self.swap(g);
+        tracing::info!(generation = self.generation(), "trust graph compacted");
+        Ok(())
+    }
+
+    /// Applies one committed batch. Returns whether a rebuild from the store is needed
+    /// (account status changes and repo resets touch edges the overlay cannot find).
+    pub async fn apply_changes(
+        &self,
+        changes: &[Change],
+        store: &Store,
+    ) -> Result<bool, TrustIndexError> {
+        let mut ops = Vec::new();
+        let mut rebuild = false;
+        for c in changes {
+            match c {
+                Change::UpsertRecord(rec, Some(IndexRow::Endorsement(e))) => {
+                    let mut e = e.clone();
+                    // The store fills these from the record row on write; mirror that.
+                    e.uri.clone_from(&rec.uri);
+                    e.author.clone_from(&rec.did);
+                    e.cid.clone_from(&rec.cid);
+                    let visible = is_visible(store, &e.author).await?
+                        && is_visible(store, &e.subject).await?;
+                    match to_endorsement(&e).filter(|_| visible) {
+                        Some(x) => ops.push(Op::Add(x)),
+                        None => ops.push(Op::Remove(rec.uri.clone())),
+                    }
+                }
+                Change::UpsertRecord(rec, Some(IndexRow::Service(_))) => {
+                    ops.push(Op::SetService(rec.uri.clone(), rec.cid.clone()));
+                }
+                Change::UpsertRecord(rec, _) => {
+                    // A new version without an index row replaces (and so retracts) the old.
+                    if rec.collection == ENDORSEMENT_COLLECTION {
+                        ops.push(Op::Remove(rec.uri.clone()));
+                    } else if rec.collection == SERVICE_COLLECTION {
+                        ops.push(Op::ClearService(rec.uri.clone()));
+                    }
+                }
+                Change::DeleteRecord { uri } => {
+                    if uri_collection(uri) == Some(ENDORSEMENT_COLLECTION) {
+                        ops.push(Op::Remove(uri.clone()));
+                    } else if uri_collection(uri) == Some(SERVICE_COLLECTION) {
+                        ops.push(Op::ClearService(uri.clone()));
+                    }
+                }
+                Change::DeleteRepoRecords { .. } | Change::Account { .. } => rebuild = true,
+                Change::SetRepo(_)
+                | Change::Identity { .. }
+                | Change::Reject(_)
+                | Change::BackfillDone { .. } => {}
+            }
+        }
+        if !ops.is_empty() {
+            let mut g = self.graph.write().unwrap_or_else(PoisonError::into_inner);
+            for op in ops {
+                match op {
+                    Op::Add(e) => {
+                        g.add(&e)?;
+                    }
+                    Op::Remove(uri) => {
+                        g.remove(&uri);
+                    }
+                    Op::SetService(uri, cid) => g.set_service_cid(&uri, &cid)?,
+                    Op::ClearService(uri) => g.clear_service(&uri),
+                }
+            }
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(rebuild)
+    }
+
+    /// Starts the task that keeps the graph current from the ingest broadcast. It ends when
+    /// the sender is dropped.
+    pub fn spawn_updates(
+        self: &Arc<Self>,
+        mut rx: broadcast::Receiver<Arc<Vec<Change>>>,
+        store: Store,
+    ) -> JoinHandle<()> {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut pending_rebuild: Option<tokio::time::Instant> = None;
+            loop {
+                let msg = match pending_rebuild {
+                    Some(at) => tokio::select! {
+                        m = rx.recv() => Some(m),
+                        () = tokio::time::sleep_until(at) => None,
+                    },
+                    None => Some(rx.recv().await),
+                };
+                match msg {
+                    Some(Ok(changes)) => match me.apply_changes(&changes, &store).await {
+                        Ok(true) => {
+                            pending_rebuild.get_or_insert_with(|| {
+                                tokio::time::Instant::now() + me.opts.rebuild_debounce
+                            });
+                        }
+                        Ok(false) => {
+                            if let Err(e) = me.compact_if_needed().await {
+                                tracing::error!(error = %e, "trust graph compaction failed");
+                            }
+                        }
+                        Err(e) => {
+                            // The overlay may now differ from the store: resync from it.
+                            tracing::error!(error = %e, "applying changes to the trust graph failed");
+                            pending_rebuild.get_or_insert_with(tokio::time::Instant::now);
+                        }
+                    },
+                    Some(Err(RecvError::Lagged(n))) => {
+                        tracing::warn!(
+                            missed = n,
+                            "trust index lagged behind ingestion; rebuilding"
+                        );
+                        pending_rebuild = Some(tokio::time::Instant::now());
+                    }
+                    Some(Err(RecvError::Closed)) => break,
+                    None => {
+                        pending_rebuild = None;
+                        if let Err(e) = me.rebuild_from_store(&store).await {
+                            tracing::error!(error = %e, "trust graph rebuild failed; retrying");
+                            pending_rebuild =
+                                Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+            tracing::info!("trust index updates stopped: the ingest broadcast closed");
+        })
+    }
+}
+
+/// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).
+async fn is_visible(store: &Store, did: &str) -> Result<bool, StoreError> {
+    Ok(matches!(
+        store.operator_status(did).await?,
+        None | Some(OperatorStatus::Active)
+    ))
+}
+
+/// The collection segment of `at://<authority>/<collection>/<rkey>`.
+fn uri_collection(uri: &str) -> Option<&str> {
+    uri.strip_prefix("at://")?.split('/').nth(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_of_uri() {
+        assert_eq!(
+            uri_collection("at://did:plc:a/dev.guildhall.endorsement/3k"),
+            Some(ENDORSEMENT_COLLECTION)
+        );
+        assert_eq!(uri_collection("https://x/y/z"), None);
+    }
+
+    #[test]
+    fn endorsement_conversion() {
+        let row = EndorsementRow {
+            uri: "at://did:plc:a/dev.guildhall.endorsement/3k".into(),
+            author: "did:plc:a".into(),
+            rkey: "3k".into(),
+            cid: "bafy".into(),
+            subject: "did:plc:b".into(),
+            service_uri: Some("at://did:plc:b/dev.guildhall.service/x".into()),
+            service_cid: Some("bafys".into()),
+            strength: None,
+            comment: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+            expires_at: Some("2027-01-01T00:00:00.5Z".into()),
+            capabilities: vec!["sms.send".into()],
+        };
+        let Some(e) = to_endorsement(&row) else {
+            panic!("converts")
+        };
+        assert_eq!(e.strength, 50);
+        assert_eq!(e.created_at_us, 1_767_225_600_000_000);
+        assert_eq!(e.expires_at_us, Some(1_798_761_600_500_000));
+        assert!(e.pinned.is_some());
+        let bad = EndorsementRow {
+            created_at: "yesterday".into(),
+            ..row.clone()
+        };
+        assert!(to_endorsement(&bad).is_none());
+        let weak = EndorsementRow {
+            strength: Some(0),
+            ..row
+        };
+        assert!(to_endorsement(&weak).is_none());
+    }
+}

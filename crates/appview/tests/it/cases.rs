@@ -1,0 +1,898 @@
+//! XRPC cases; each runs on SQLite and on PostgreSQL through `both!`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use guildhall_appview::AppConfig;
+use guildhall_store::{Batch, Change, OperatorStatus};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::data::*;
+use crate::harness::{Ctx, both};
+
+/// viewer → p1 (1 hop); viewer → e1 → p2 (2 hops); e1 → e2 → p3 (3 hops); p4 unreachable.
+/// Every p offers sms.send; p1 also email.send.
+fn world() -> Vec<Change> {
+    let mut c = Vec::new();
+    for n in ["viewer", "e1", "e2", "p1", "p2", "p3", "p4"] {
+        c.extend(operator(n));
+    }
+    for n in ["p1", "p2", "p3", "p4"] {
+        c.push(upsert_service(&service(
+            &did(n),
+            &format!("{n}-sms"),
+            &["sms.send"],
+        )));
+    }
+    c.push(upsert_service(&service(
+        &did("p1"),
+        "p1-mail",
+        &["email.send"],
+    )));
+    let (v, e1, e2) = (did("viewer"), did("e1"), did("e2"));
+    c.push(upsert_endorsement(&endorsement(
+        &v,
+        "3kaaaaaaaaa2a",
+        &did("p1"),
+        90,
+        &["sms.send"],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &v,
+        "3kaaaaaaaaa2b",
+        &e1,
+        80,
+        &[],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &e1,
+        "3kaaaaaaaaa2c",
+        &did("p2"),
+        70,
+        &["sms.send"],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &e1,
+        "3kaaaaaaaaa2d",
+        &e2,
+        70,
+        &[],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &e2,
+        "3kaaaaaaaaa2e",
+        &did("p3"),
+        60,
+        &["sms.send"],
+    )));
+    c
+}
+
+fn search(viewer: &str, extra: &str) -> String {
+    format!(
+        "/xrpc/dev.guildhall.searchServices?capability=sms.send&viewer={}{extra}",
+        enc(viewer)
+    )
+}
+
+async fn ranking_by_distance_with_path(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, _) = app(&ctx.store, config()).await;
+    let (st, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        operators_of(&v),
+        [did("p1"), did("p2"), did("p3"), did("p4")]
+    );
+    let s = &v["services"];
+    for (i, d) in [1, 2, 3].iter().enumerate() {
+        let t = &s[i]["trust"];
+        assert_eq!(t["distance"], *d, "{t}");
+        assert_eq!(t["basis"], "graph");
+        assert_eq!(t["path"].as_array().map(Vec::len), Some(*d as usize), "{t}");
+        assert!(t["score"].as_u64().is_some_and(|x| x > 0 && x <= 1_000_000));
+        assert_eq!(t["path"][0]["from"], did("viewer").as_str());
+        let last = &t["path"][*d as usize - 1];
+        assert_eq!(last["to"], s[i]["operator"]["did"]);
+        assert!(
+            last["cid"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("bafy-e-"))
+        );
+        assert!(
+            last["uri"]
+                .as_str()
+                .is_some_and(|u| u.contains("/dev.guildhall.endorsement/"))
+        );
+        assert!(
+            last["createdAt"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("2026-02-01T"))
+        );
+    }
+    // p2 is vouched for by e1, which the viewer reaches.
+    assert_eq!(s[1]["trust"]["vouchers"]["count"], 1);
+    assert_eq!(s[1]["trust"]["vouchers"]["sample"][0], did("e1").as_str());
+    let p4 = &s[3];
+    assert_eq!(p4["trust"]["basis"], "fallback");
+    assert!(p4["trust"].get("distance").is_none(), "{p4}");
+    assert_eq!(p4["trust"]["score"], 0);
+    // Service view shape.
+    assert_eq!(s[0]["uri"], uri(&did("p1"), SVC, "p1-sms").as_str());
+    assert_eq!(s[0]["cid"], "bafy-s-p1-sms");
+    assert_eq!(s[0]["operator"]["handle"], "p1.test");
+    assert_eq!(s[0]["record"]["name"], "Service p1-sms");
+    assert!(v.get("cursor").is_none());
+
+    // Text filter in SQL, ranking kept.
+    let (_, v) = get(&app, &search(&did("viewer"), "&q=p3")).await;
+    assert_eq!(operators_of(&v), [did("p3")]);
+    // A scope that does not match the capability does not count: email.send via p1 only.
+    let (_, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.searchServices?capability=email.send&viewer={}",
+            enc(&did("viewer"))
+        ),
+    )
+    .await;
+    assert_eq!(operators_of(&v), [did("p1")]);
+    assert_eq!(
+        v["services"][0]["trust"]["basis"], "fallback",
+        "the viewer's endorsement of p1 is scoped to sms.send: {v}"
+    );
+}
+
+async fn fallback_basis(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    // No viewer, no anchors: everything is fallback, ordered by operator DID.
+    let (app1, _) = app(&ctx.store, config()).await;
+    let (st, v) = get(
+        &app1,
+        "/xrpc/dev.guildhall.searchServices?capability=sms.send",
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let s = v["services"].as_array().cloned().unwrap_or_default();
+    assert_eq!(s.len(), 4);
+    assert!(s.iter().all(|x| x["trust"]["basis"] == "fallback"));
+    assert_eq!(
+        operators_of(&v),
+        [did("p1"), did("p2"), did("p3"), did("p4")]
+    );
+    // With e2 as anchor: p3 (1 hop from the anchor) first, then the anchor-unreachable.
+    let (app2, _) = app(
+        &ctx.store,
+        AppConfig {
+            anchors: vec![did("e2")],
+            ..config()
+        },
+    )
+    .await;
+    let (_, v) = get(
+        &app2,
+        "/xrpc/dev.guildhall.searchServices?capability=sms.send",
+    )
+    .await;
+    assert_eq!(operators_of(&v)[0], did("p3"));
+    let t = &v["services"][0]["trust"];
+    assert_eq!(t["basis"], "fallback");
+    assert_eq!(t["distance"], 1);
+    assert_eq!(t["path"][0]["from"], did("e2").as_str());
+    // A viewer with no path falls back too.
+    let (_, v) = get(&app2, &search(&did("p4"), "")).await;
+    assert_eq!(
+        operators_of(&v)[0],
+        did("p4"),
+        "the viewer's own service is at distance 0"
+    );
+    assert_eq!(v["services"][0]["trust"]["distance"], 0);
+    assert_eq!(v["services"][1]["trust"]["basis"], "fallback");
+}
+
+async fn every_method(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, _) = app(&ctx.store, config()).await;
+
+    // getService, with and without viewer.
+    let u = uri(&did("p2"), SVC, "p2-sms");
+    let (st, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getService?uri={}&viewer={}",
+            enc(&u),
+            enc(&did("viewer"))
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["service"]["uri"], u.as_str());
+    assert_eq!(v["service"]["trust"]["distance"], 2);
+    assert_eq!(v["service"]["trust"]["basis"], "graph");
+    let (_, v) = get(
+        &app,
+        &format!("/xrpc/dev.guildhall.getService?uri={}", enc(&u)),
+    )
+    .await;
+    assert_eq!(v["service"]["trust"]["basis"], "fallback");
+
+    // getOperator by DID and by handle.
+    let (st, v) = get(
+        &app,
+        &format!("/xrpc/dev.guildhall.getOperator?actor={}", enc(&did("p1"))),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["operator"]["did"], did("p1").as_str());
+    assert_eq!(v["operator"]["handle"], "p1.test");
+    assert_eq!(v["services"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["endorsementsGiven"], 0);
+    assert_eq!(v["endorsementsReceived"], 1);
+    let (st, v2) = get(&app, "/xrpc/dev.guildhall.getOperator?actor=p1.test").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v2["operator"], v["operator"]);
+    let (_, v) = get(
+        &app,
+        &format!("/xrpc/dev.guildhall.getOperator?actor={}", enc(&did("e1"))),
+    )
+    .await;
+    assert_eq!(
+        (
+            v["endorsementsGiven"].as_i64(),
+            v["endorsementsReceived"].as_i64()
+        ),
+        (Some(2), Some(1))
+    );
+
+    // getTrustPath: found, with a capability, and not found.
+    let (st, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getTrustPath?from={}&to={}&capability=sms.send",
+            enc(&did("viewer")),
+            enc(&did("p3"))
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["found"], true);
+    assert_eq!(v["trust"]["distance"], 3);
+    let hops: Vec<&str> = v["trust"]["path"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["to"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(hops, [did("e1"), did("e2"), did("p3")]);
+    let (st, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getTrustPath?from={}&to={}",
+            enc(&did("p3")),
+            enc(&did("viewer"))
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["found"], false);
+    assert!(v.get("trust").is_none());
+
+    // listEndorsements by author, paged one at a time, newest first, then by subject.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/xrpc/dev.guildhall.listEndorsements?author={}&limit=1",
+            enc(&did("e1"))
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (st, v) = get(&app, &path).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        for e in v["endorsements"].as_array().cloned().unwrap_or_default() {
+            assert_eq!(e["author"]["did"], did("e1").as_str());
+            assert_eq!(e["record"]["$type"], "dev.guildhall.endorsement");
+            assert_eq!(e["lapsed"], false);
+            seen.push(
+                e["record"]["subject"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        match v["cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(seen.len() <= 2, "cursor loops");
+    }
+    assert_eq!(seen, [did("e2"), did("p2")], "newest first");
+    let (_, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.listEndorsements?subject={}",
+            enc(&did("p2"))
+        ),
+    )
+    .await;
+    assert_eq!(v["endorsements"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["endorsements"][0]["record"]["strength"], 70);
+    assert_eq!(
+        v["endorsements"][0]["record"]["capabilities"][0],
+        "sms.send"
+    );
+
+    // listCapabilities: by id, prefix, paging.
+    let (st, v) = get(&app, "/xrpc/dev.guildhall.listCapabilities").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        v["capabilities"],
+        serde_json::json!([{"id": "email.send", "serviceCount": 1}, {"id": "sms.send", "serviceCount": 4}])
+    );
+    let (_, v) = get(&app, "/xrpc/dev.guildhall.listCapabilities?prefix=sms.").await;
+    assert_eq!(v["capabilities"].as_array().map(Vec::len), Some(1));
+    let (_, v) = get(&app, "/xrpc/dev.guildhall.listCapabilities?limit=1").await;
+    assert_eq!(v["capabilities"][0]["id"], "email.send");
+    let c = v["cursor"].as_str().unwrap_or_default().to_owned();
+    let (_, v) = get(
+        &app,
+        &format!("/xrpc/dev.guildhall.listCapabilities?limit=1&cursor={c}"),
+    )
+    .await;
+    assert_eq!(v["capabilities"][0]["id"], "sms.send");
+    assert!(v.get("cursor").is_none());
+
+    // Operational endpoints.
+    let (st, v) = get(&app, "/xrpc/_health").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(v["version"].is_string());
+    let (st, v) = get(&app, "/status").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["trustGraph"]["baseEdges"], 5);
+}
+
+async fn hostile_params(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, _) = app(&ctx.store, config()).await;
+    // The http crate caps URIs at 64 KiB, so this is the largest `q` a request can carry
+    // in-process; 100 KiB over a socket is checked below.
+    let huge_q = "a".repeat(60 * 1024);
+    let q600 = "b".repeat(600);
+    let search = "/xrpc/dev.guildhall.searchServices";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{search}?viewer=not-a-did"), "InvalidRequest"),
+        (format!("{search}?viewer=did:PLC:x"), "InvalidRequest"),
+        (format!("{search}?cursor=zzzz"), "InvalidCursor"),
+        (
+            format!("{search}?cursor=01{}", "00".repeat(36)),
+            "InvalidCursor",
+        ),
+        (
+            format!("{search}?cursor={}", "0".repeat(600)),
+            "InvalidRequest",
+        ),
+        (format!("{search}?limit=1000"), "InvalidRequest"),
+        (format!("{search}?limit=0"), "InvalidRequest"),
+        (format!("{search}?limit=ten"), "InvalidRequest"),
+        (format!("{search}?limit=1&limit=2"), "InvalidRequest"),
+        (format!("{search}?capability=SMS.Send"), "InvalidCapability"),
+        (format!("{search}?capability=sms"), "InvalidCapability"),
+        (
+            format!("{search}?capability=sms.send&capability=bad..id"),
+            "InvalidCapability",
+        ),
+        (format!("{search}?q={huge_q}"), "InvalidRequest"),
+        (format!("{search}?q={q600}"), "InvalidRequest"),
+        (format!("{search}?maxPrice=0.01"), "InvalidPrice"),
+        (
+            format!("{search}?maxPrice=1e3&currency=USD"),
+            "InvalidPrice",
+        ),
+        (format!("{search}?region=germany"), "InvalidRequest"),
+        (
+            format!("{search}?minAvailabilityBp=10001"),
+            "InvalidRequest",
+        ),
+        (format!("{search}?bogus=1"), "InvalidRequest"),
+        (
+            format!(
+                "{search}?{}",
+                (0..9)
+                    .map(|i| format!("capability=a.b{i}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            ),
+            "InvalidRequest",
+        ),
+        ("/xrpc/dev.guildhall.getService".into(), "InvalidRequest"),
+        (
+            "/xrpc/dev.guildhall.getService?uri=https://x.y/z".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.getOperator?actor=-bad-".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.getTrustPath?from=did:plc:a".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.getTrustPath?from=did:plc:a&to=did:plc:b&capability=x".into(),
+            "InvalidCapability",
+        ),
+        (
+            "/xrpc/dev.guildhall.listEndorsements".into(),
+            "SubjectOrAuthorRequired",
+        ),
+        (
+            "/xrpc/dev.guildhall.listEndorsements?subject=did:plc:a&author=did:plc:b".into(),
+            "SubjectOrAuthorRequired",
+        ),
+        (
+            "/xrpc/dev.guildhall.listEndorsements?subject=did:plc:a&cursor=02ff".into(),
+            "InvalidCursor",
+        ),
+        (
+            "/xrpc/dev.guildhall.listEndorsements?subject=did:plc:a&limit=101".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.listCapabilities?prefix=%27%3B--".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.listCapabilities?limit=1001".into(),
+            "InvalidRequest",
+        ),
+        (
+            "/xrpc/dev.guildhall.listCapabilities?cursor=03ffff".into(),
+            "InvalidCursor",
+        ),
+    ];
+    for (path, name) in cases {
+        let (st, v) = get(&app, &path).await;
+        assert_xrpc_error(st, &v, StatusCode::BAD_REQUEST, name);
+    }
+    // A cursor issued for one query is refused for another.
+    let (_, v) = get(&app, &format!("{search}?capability=sms.send&limit=1")).await;
+    let c = v["cursor"].as_str().unwrap_or_default().to_owned();
+    assert!(!c.is_empty(), "{v}");
+    let (st, v) = get(
+        &app,
+        &format!("{search}?capability=email.send&limit=1&cursor={c}"),
+    )
+    .await;
+    assert_xrpc_error(st, &v, StatusCode::BAD_REQUEST, "InvalidCursor");
+
+    // 404s.
+    for path in [
+        "/xrpc/dev.guildhall.nope".to_owned(),
+        format!(
+            "/xrpc/dev.guildhall.getService?uri={}",
+            enc(&uri(&did("p1"), SVC, "missing"))
+        ),
+        format!(
+            "/xrpc/dev.guildhall.getOperator?actor={}",
+            enc(&did("nobody"))
+        ),
+        "/xrpc/dev.guildhall.getOperator?actor=nobody.test".to_owned(),
+        format!(
+            "/xrpc/dev.guildhall.getTrustPath?from={}&to={}",
+            enc(&did("viewer")),
+            enc(&did("nobody"))
+        ),
+        "/.well-known/did.json".to_owned(),
+    ] {
+        let (st, v) = get(&app, &path).await;
+        assert_xrpc_error(st, &v, StatusCode::NOT_FOUND, "NotFound");
+    }
+    // Wrong verb.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(search)
+        .body(Body::empty())
+        .unwrap_or_default();
+    let (st, _, v) = send(&app, req).await;
+    assert_xrpc_error(st, &v, StatusCode::METHOD_NOT_ALLOWED, "InvalidRequest");
+    // Oversized body.
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(search)
+        .header("content-length", (1 << 20).to_string())
+        .body(Body::from(vec![b'x'; 1 << 20]))
+        .unwrap_or_default();
+    let (st, _, v) = send(&app, req).await;
+    assert_xrpc_error(st, &v, StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
+
+    // A 100 KiB `q` over a real loopback connection never reaches a handler: hyper refuses
+    // the URI itself.
+    let status = raw_status(&app, &format!("{search}?q={}", "a".repeat(100 * 1024))).await;
+    assert_eq!(status, 414);
+    // And a 6 KiB one does reach it, and is refused by the parameter check.
+    let status = raw_status(&app, &format!("{search}?q={}", "a".repeat(6 * 1024))).await;
+    assert_eq!(status, 400);
+}
+
+/// Serves `app` on a loopback port, sends one raw GET, returns the status code.
+async fn raw_status(app: &axum::Router, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    let app = app.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
+    });
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut buf)).await;
+    server.abort();
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn takedown_hides(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, trust) = app(&ctx.store, config()).await;
+    let (tx, rx) = broadcast::channel(16);
+    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    // e1 is taken down: its services (none) vanish, and so do paths through it.
+    let changes = vec![
+        Change::Account {
+            did: did("e1"),
+            status: OperatorStatus::Takendown,
+        },
+        Change::Account {
+            did: did("p1"),
+            status: OperatorStatus::Takendown,
+        },
+    ];
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(
+        operators_of(&v),
+        [did("p2"), did("p3"), did("p4")],
+        "p1 hidden"
+    );
+    assert!(
+        v["services"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|s| s["trust"]["basis"] == "fallback")),
+        "every path ran through e1 or to p1: {v}"
+    );
+    let (st, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getService?uri={}",
+            enc(&uri(&did("p1"), SVC, "p1-sms"))
+        ),
+    )
+    .await;
+    assert_xrpc_error(st, &v, StatusCode::NOT_FOUND, "NotFound");
+    let (st, v) = get(
+        &app,
+        &format!("/xrpc/dev.guildhall.getOperator?actor={}", enc(&did("p1"))),
+    )
+    .await;
+    assert_xrpc_error(st, &v, StatusCode::NOT_FOUND, "NotFound");
+    let (_, v) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.listEndorsements?author={}",
+            enc(&did("e1"))
+        ),
+    )
+    .await;
+    assert_eq!(v["endorsements"].as_array().map(Vec::len), Some(0));
+    let (_, v) = get(&app, "/xrpc/dev.guildhall.listCapabilities").await;
+    assert_eq!(
+        v["capabilities"],
+        serde_json::json!([{"id": "sms.send", "serviceCount": 3}])
+    );
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn live_delete_changes_ranking(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, trust) = app(&ctx.store, config()).await;
+    let (tx, rx) = broadcast::channel(16);
+    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(v["services"][1]["trust"]["distance"], 2);
+
+    // Delete e1 → p2: p2 loses its path.
+    let gone = uri(&did("e1"), END, "3kaaaaaaaaa2c");
+    let changes = vec![Change::DeleteRecord { uri: gone.clone() }];
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let started = std::time::Instant::now();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "applied within 1 s"
+    );
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(
+        operators_of(&v),
+        [did("p1"), did("p3"), did("p2"), did("p4")]
+    );
+    assert_eq!(v["services"][2]["trust"]["basis"], "fallback");
+
+    // A new endorsement viewer → p4 makes p4 one hop away, right behind p1.
+    let e = endorsement(
+        &did("viewer"),
+        "3kaaaaaaaaa2z",
+        &did("p4"),
+        50,
+        &["sms.send"],
+    );
+    let changes = vec![upsert_endorsement(&e)];
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(
+        operators_of(&v),
+        [did("p1"), did("p4"), did("p3"), did("p2")]
+    );
+    assert_eq!(v["services"][1]["trust"]["path"][0]["uri"], e.uri.as_str());
+
+    // A lagged receiver rebuilds from the store and still converges.
+    let (tx2, rx2) = broadcast::channel(1);
+    let (_app2, trust2) = crate::data::app(&ctx.store, config()).await;
+    for _ in 0..3 {
+        let _ = tx2.send(std::sync::Arc::new(Vec::new()));
+    }
+    let before = trust2.generation();
+    let _task2 = trust2.spawn_updates(rx2, ctx.store.clone());
+    wait_for(|| trust2.generation() > before).await;
+    drop(tx);
+    drop(tx2);
+}
+
+async fn pagination_is_stable(ctx: Ctx) {
+    let mut c = world();
+    // Nine more unreachable providers so there are several pages.
+    for i in 0..9 {
+        let n = format!("q{i}");
+        c.extend(operator(&n));
+        c.push(upsert_service(&service(
+            &did(&n),
+            &format!("{n}-sms"),
+            &["sms.send"],
+        )));
+    }
+    apply(&ctx.store, c).await;
+    let (app, trust) = app(&ctx.store, config()).await;
+    let (tx, rx) = broadcast::channel(16);
+    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let all = {
+        let (_, v) = get(&app, &search(&did("viewer"), "&limit=100")).await;
+        operators_of(&v)
+    };
+    assert_eq!(all.len(), 13);
+    let (_, v) = get(&app, &search(&did("viewer"), "&limit=5")).await;
+    let mut paged = operators_of(&v);
+    let mut cursor = v["cursor"].as_str().map(str::to_owned);
+    // Between pages, a write that would reorder the ranking: viewer endorses q8 directly.
+    let e = endorsement(
+        &did("viewer"),
+        "3kaaaaaaaaa3z",
+        &did("q8"),
+        100,
+        &["sms.send"],
+    );
+    let changes = vec![upsert_endorsement(&e)];
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    while let Some(c) = cursor {
+        let (st, v) = get(
+            &app,
+            &search(&did("viewer"), &format!("&limit=5&cursor={c}")),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        paged.extend(operators_of(&v));
+        cursor = v["cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(
+        paged, all,
+        "pages continue the snapshot: no duplicates, no gaps"
+    );
+    // A fresh query sees the write.
+    let (_, v) = get(&app, &search(&did("viewer"), "&limit=2")).await;
+    assert_eq!(operators_of(&v), [did("q8"), did("p1")]);
+}
+
+/// A viewer with 5 honest 2-hop paths; 1,000 sybil operators offering the same capability,
+/// all endorsed (at full strength) by one compromised endorser the viewer trusts.
+async fn sybil_cap(ctx: Ctx) {
+    let v = did("viewer");
+    let mut c = operator("viewer");
+    let cap = ["sms.send"];
+    for i in 0..5 {
+        let (e, p) = (did(&format!("he{i}")), did(&format!("hp{i}")));
+        c.push(upsert_endorsement(&endorsement(
+            &v,
+            &format!("3kh{i:010}"),
+            &e,
+            80,
+            &[],
+        )));
+        c.push(upsert_endorsement(&endorsement(
+            &e,
+            &format!("3kh{i:010}"),
+            &p,
+            80,
+            &cap,
+        )));
+        c.push(upsert_service(&service(&p, "sms", &cap)));
+    }
+    // Honest providers the viewer has no path to (the rest of the market).
+    for i in 0..10 {
+        c.push(upsert_service(&service(
+            &did(&format!("other{i}")),
+            "sms",
+            &cap,
+        )));
+    }
+    let bad = did("compromised");
+    c.push(upsert_endorsement(&endorsement(
+        &v,
+        "3kcompromise",
+        &bad,
+        100,
+        &[],
+    )));
+    for i in 0..1000 {
+        let s = did(&format!("sybil{i:04}"));
+        c.push(upsert_endorsement(&endorsement(
+            &bad,
+            &format!("3ks{i:010}"),
+            &s,
+            100,
+            &cap,
+        )));
+        c.push(upsert_service(&service(&s, "sms", &cap)));
+    }
+    apply(&ctx.store, c).await;
+    let (app, _) = app(&ctx.store, config()).await;
+    let (st, body) = get(&app, &search(&v, "&limit=10")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let ops = operators_of(&body);
+    assert_eq!(ops.len(), 10);
+    let sybils = ops.iter().filter(|d| d.contains("sybil")).count();
+    assert!(sybils <= 2, "{sybils} sybils in the top 10: {ops:?}");
+    let honest: Vec<&Value> = body["services"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| {
+                    s["operator"]["did"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(":hp"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        honest.len(),
+        5,
+        "every honest provider makes the top 10: {ops:?}"
+    );
+    for h in honest {
+        assert_eq!(h["trust"]["distance"], 2);
+        assert_eq!(h["trust"]["basis"], "graph");
+        assert_eq!(h["trust"]["path"].as_array().map(Vec::len), Some(2));
+    }
+    // The demoted sybils are still there, below the window.
+    let (_, body) = get(&app, &search(&v, "&limit=100")).await;
+    let ops = operators_of(&body);
+    // Window of 10 (2 sybils), then the 998 demoted sybils, then the rest.
+    assert_eq!(ops.iter().filter(|d| d.contains("sybil")).count(), 2 + 90);
+}
+
+async fn limits_cors_and_did_web(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let (app, _) = app(
+        &ctx.store,
+        AppConfig {
+            rate_limit_per_minute: 3,
+            hostname_for_did_web: Some("appview.example.com".into()),
+            ..config()
+        },
+    )
+    .await;
+    let (st, v) = get(&app, "/.well-known/did.json").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["id"], "did:web:appview.example.com");
+    assert_eq!(
+        v["service"][0]["serviceEndpoint"],
+        "https://appview.example.com"
+    );
+    let req = Request::get("/xrpc/dev.guildhall.listCapabilities")
+        .header("origin", "https://elsewhere.example")
+        .body(Body::empty())
+        .unwrap_or_default();
+    let (st, h, _) = send(&app, req).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        h.get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*")
+    );
+    // did.json and the CORS request were the first two of this minute; the fourth is refused.
+    let (st, v) = get(&app, "/xrpc/dev.guildhall.listCapabilities").await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v2) = get(&app, "/xrpc/dev.guildhall.listCapabilities").await;
+    assert_xrpc_error(st, &v2, StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded");
+    drop(v);
+    // Health stays reachable while throttled.
+    let (st, _) = get(&app, "/xrpc/_health").await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+both!(
+    ranking_by_distance_with_path,
+    fallback_basis,
+    every_method,
+    hostile_params,
+    takedown_hides,
+    live_delete_changes_ranking,
+    pagination_is_stable,
+    sybil_cap,
+    limits_cors_and_did_web,
+);
