@@ -1,0 +1,9 @@
+//! End-to-end tests of the operator CLI: the real `guildhall` binary against Bluesky's
+//! reference PDS and PLC on loopback (`tests/peer`, started by the testkit), and against a
+//! running `guildhall serve` for the queries.
+
+mod appview;
+mod manifests;
+mod operator;
+mod readme;
+mod support;
