@@ -109,6 +109,13 @@ impl Store {
         };
         let store = Store { backend };
         store.migrate().await?;
+        if let Backend::Sqlite(p) = &store.backend {
+            // Refresh planner statistics where they are stale (cheap; recommended at open).
+            sqlx::query("PRAGMA optimize=0x10002")
+                .execute(p)
+                .await
+                .map_err(StoreError::Query)?;
+        }
         Ok(store)
     }
 

@@ -153,7 +153,9 @@ pub(crate) fn build_search<'a>(
     }
     if query.max_price_nanos.is_some() || query.currency.is_some() || query.pricing_model.is_some()
     {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM service_prices p WHERE p.uri = s.uri");
+        // An IN list, not a correlated EXISTS: SQLite would otherwise probe the price index by
+        // currency once per candidate row (quadratic); this way the price set is built once.
+        sql.push_str(" AND s.uri IN (SELECT p.uri FROM service_prices p WHERE TRUE");
         if let Some(cur) = &query.currency {
             push(
                 &mut sql,
