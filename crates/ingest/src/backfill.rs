@@ -89,16 +89,39 @@ pub async fn list_repos(http: &reqwest::Client, host: &Url) -> Result<Vec<Listed
                     }
                 }
             }
-            Err(_) => {
+            // Only a host without the method falls back to listing every repo; any other
+            // failure must not turn into fetching the whole network.
+            Err(ListError::Unsupported) => {
                 by_collection = false;
                 break;
             }
+            Err(ListError::Failed(e)) => return Err(e),
         }
     }
     if by_collection {
         return Ok(out);
     }
-    page_all(http, host, "com.atproto.sync.listRepos", None).await
+    page_all(http, host, "com.atproto.sync.listRepos", None)
+        .await
+        .map_err(|e| match e {
+            ListError::Unsupported => IngestError::List("listRepos is not supported".to_owned()),
+            ListError::Failed(e) => e,
+        })
+}
+
+/// Whether a 400 answer means "this host has no such method". The reference PDS proxies
+/// methods it does not serve to an AppView and, with none configured, answers
+/// `InvalidRequest: No service configured for <nsid>` (seen on `listReposByCollection`).
+fn unsupported_method(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.contains("MethodNotImplemented") || text.contains("No service configured for")
+}
+
+enum ListError {
+    /// The host does not implement the method (404, 501, MethodNotImplemented).
+    Unsupported,
+    /// Anything else.
+    Failed(IngestError),
 }
 
 async fn page_all(
@@ -106,10 +129,11 @@ async fn page_all(
     host: &Url,
     method: &str,
     collection: Option<&str>,
-) -> Result<Vec<Listed>, IngestError> {
+) -> Result<Vec<Listed>, ListError> {
+    let fail = |e: String| ListError::Failed(IngestError::List(e));
     let url = host
         .join(&format!("/xrpc/{method}"))
-        .map_err(|e| IngestError::List(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?;
     let mut cursor: Option<String> = None;
     let mut out = Vec::new();
     loop {
@@ -125,21 +149,25 @@ async fn page_all(
             .query(&q)
             .send()
             .await
-            .map_err(|e| IngestError::List(e.to_string()))?;
-        if resp.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            .map_err(|e| fail(e.to_string()))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             continue;
         }
-        if !resp.status().is_success() {
-            return Err(IngestError::List(format!(
-                "{method}: status {}",
-                resp.status()
-            )));
-        }
-        let page: ListRepos = resp
-            .json()
+        let body = crate::identity::read_capped(resp, 16 * 1024 * 1024)
             .await
-            .map_err(|e| IngestError::List(e.to_string()))?;
+            .map_err(fail)?;
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::NOT_IMPLEMENTED
+            || (status == reqwest::StatusCode::BAD_REQUEST && unsupported_method(&body))
+        {
+            return Err(ListError::Unsupported);
+        }
+        if !status.is_success() {
+            return Err(fail(format!("{method}: status {status}")));
+        }
+        let page: ListRepos = serde_json::from_slice(&body).map_err(|e| fail(e.to_string()))?;
         let n = page.repos.len();
         for r in page.repos {
             match Did::parse(&r.did) {
@@ -271,6 +299,13 @@ async fn one(ctx: &Context, repo: &Listed) -> Result<Outcome, Option<Fatal>> {
             return Err(None);
         }
     };
+    let held = ctx.store.repo(repo.did.as_str()).await.map_err(store_err)?;
+    // A running indexer may have synced this repo past our snapshot meanwhile: never go back.
+    if let Some(rev) = held.as_ref().and_then(|r| r.rev.as_deref())
+        && rev >= snapshot.state.rev.as_str()
+    {
+        return Ok(Outcome::Skipped);
+    }
     let ours = snapshot.changes.iter().any(|c| {
         matches!(c, Change::UpsertRecord(r, _) if r.collection.starts_with(PREFIX))
             || matches!(c, Change::Reject(_))
@@ -278,8 +313,8 @@ async fn one(ctx: &Context, repo: &Listed) -> Result<Outcome, Option<Fatal>> {
     let mut changes = snapshot.changes;
     if ours {
         changes.extend(identity_change(&ctx.resolver, &repo.did).await);
-    } else {
-        // Not an operator: remember only that it was looked at.
+    } else if held.is_none() {
+        // Not an operator, and never was: remember only that it was looked at.
         changes.retain(|c| matches!(c, Change::BackfillDone { .. }));
     }
     ctx.store

@@ -80,6 +80,9 @@ pub async fn subscribe(
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let mut failures: u32 = 0;
+    // Reconnects in a row that came back to the same cursor without progress: a frame there
+    // that we cannot read. After a few, skip past it rather than loop on it forever.
+    let mut stuck: (Option<i64>, u32) = (None, 0);
     loop {
         if *shutdown.borrow() {
             return;
@@ -93,6 +96,8 @@ pub async fn subscribe(
         match connected {
             Ok((mut ws, _)) => {
                 metrics.connects.fetch_add(1, Ordering::Relaxed);
+                // A connection that opened is not a failure, whatever ends it later.
+                failures = 0;
                 loop {
                     let next = tokio::select! {
                         m = tokio::time::timeout(config.idle_timeout, ws.next()) => m,
@@ -117,12 +122,11 @@ pub async fn subscribe(
                         // Pings are answered by tungstenite; text frames are not part of the protocol.
                         _ => continue,
                     };
-                    failures = 0;
                     match frame::route(&bytes) {
                         Ok(r) if r.kind == "error" || r.kind == "#info" => {
                             match frame::decode_frame(&bytes) {
                                 Ok(Frame::Error(e)) => {
-                                    metrics.server_message(&e.error);
+                                    metrics.server_message(known_message(&e.error));
                                     tracing::warn!(%base, error = %e.error, message = ?e.message, "firehose error frame");
                                     if e.error == "FutureCursor" {
                                         // Our cursor is ahead of the server (it was reset):
@@ -131,7 +135,7 @@ pub async fn subscribe(
                                     }
                                 }
                                 Ok(Frame::Info(i)) => {
-                                    metrics.server_message(&i.name);
+                                    metrics.server_message(known_message(&i.name));
                                     tracing::warn!(%base, name = %i.name, message = ?i.message, "firehose info");
                                 }
                                 _ => metrics.frame_error("header"),
@@ -143,13 +147,23 @@ pub async fn subscribe(
                                 cursor = Some(seq);
                             }
                         }
-                        Err(e) => {
-                            // The spec says to drop the connection on invalid framing; we also
-                            // count it. Resuming from the last good seq skips nothing valid.
-                            tracing::warn!(%base, error = %e, "undecodable frame, reconnecting");
-                            metrics.frame_error("undecodable");
-                            break;
-                        }
+                        Err(e) => match frame::peek_seq(&bytes) {
+                            // Well-framed but unusable (say, a body of the wrong shape): count
+                            // it and move past it; the pipeline never sees it.
+                            Some(seq) => {
+                                tracing::warn!(%base, seq, error = %e, "skipping unreadable frame");
+                                metrics.frame_error("unreadable");
+                                cursor = Some(seq);
+                                continue;
+                            }
+                            // Not even framed: the spec says to drop the connection. Resuming
+                            // from the last good seq skips nothing valid.
+                            None => {
+                                tracing::warn!(%base, error = %e, "undecodable frame, reconnecting");
+                                metrics.frame_error("undecodable");
+                                break;
+                            }
+                        },
                     }
                     metrics.queued.fetch_add(1, Ordering::Relaxed);
                     if tx.send(RawFrame { source, bytes }).await.is_err() {
@@ -161,12 +175,35 @@ pub async fn subscribe(
                 tracing::warn!(%base, error = %e, "firehose connection failed");
             }
         }
+        if stuck.0 == cursor && cursor.is_some() {
+            stuck.1 += 1;
+            if stuck.1 >= 3
+                && let Some(c) = cursor
+            {
+                tracing::error!(%base, cursor = c, "no progress past this cursor; skipping one event");
+                metrics.frame_error("skipped");
+                cursor = Some(c + 1);
+                stuck = (cursor, 0);
+            }
+        } else {
+            stuck = (cursor, 0);
+        }
         failures = failures.saturating_add(1);
         let wait = backoff(&config, failures);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Server message names as metric labels: a fixed set, so a hostile server cannot grow it.
+fn known_message(name: &str) -> &'static str {
+    match name {
+        "FutureCursor" => "FutureCursor",
+        "ConsumerTooSlow" => "ConsumerTooSlow",
+        "OutdatedCursor" => "OutdatedCursor",
+        _ => "other",
     }
 }
 

@@ -153,17 +153,27 @@ impl Resolver {
     /// Re-fetches a DID whose key may have rotated, unless it was fetched within
     /// [`REFRESH_INTERVAL`]; returns the identity either way.
     pub async fn refresh(&self, did: &Did) -> Result<Arc<Identity>, ResolveError> {
-        {
+        let previous = {
             let mut cache = self.cache.lock().await;
             let recent = cache
                 .get(did)
                 .and_then(|e| e.cell.get())
                 .is_some_and(|(_, at)| at.elapsed() < REFRESH_INTERVAL);
-            if !recent {
-                cache.remove(did);
+            if recent { None } else { cache.remove(did) }
+        };
+        let fresh = self.resolve(did).await;
+        if fresh.is_err()
+            && let Some(old) = previous
+            && matches!(old.cell.get(), Some((Ok(_), _)))
+        {
+            // A failed refresh must not replace a good identity with an error for minutes.
+            let result = old.cell.get().map(|(r, _)| r.clone());
+            self.cache.lock().await.insert(did.clone(), old);
+            if let Some(r) = result {
+                return r;
             }
         }
-        self.resolve(did).await
+        fresh
     }
 
     async fn fetch(&self, did: &Did) -> Result<Identity, ResolveError> {
@@ -185,7 +195,12 @@ impl Resolver {
                 reason: format!("status {}", resp.status()),
             });
         }
-        let body = resp.bytes().await.map_err(|e| fetch_error(&url, &e))?;
+        let body = read_capped(resp, MAX_DOCUMENT_BYTES)
+            .await
+            .map_err(|reason| ResolveError::Fetch {
+                url: url.to_string(),
+                reason,
+            })?;
         identity_from_document(did, &body)
     }
 
@@ -207,7 +222,7 @@ impl Resolver {
             if host.contains(':') && !host.starts_with("localhost:") {
                 return Err(ResolveError::UnsupportedMethod(s.to_owned()));
             }
-            let scheme = if host.starts_with("localhost") {
+            let scheme = if host == "localhost" || host.starts_with("localhost:") {
                 "http"
             } else {
                 "https"
@@ -247,7 +262,8 @@ impl Resolver {
                 if !resp.status().is_success() {
                     return None;
                 }
-                resp.json::<Out>().await.ok().map(|o| o.did)
+                let body = read_capped(resp, MAX_DOCUMENT_BYTES).await.ok()?;
+                serde_json::from_slice::<Out>(&body).ok().map(|o| o.did)
             }
             None => {
                 let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
@@ -255,11 +271,29 @@ impl Resolver {
                 if !resp.status().is_success() {
                     return None;
                 }
-                let text = resp.text().await.ok()?;
-                Did::parse(text.trim()).ok()
+                let body = read_capped(resp, MAX_DOCUMENT_BYTES).await.ok()?;
+                Did::parse(std::str::from_utf8(&body).ok()?.trim()).ok()
             }
         }
     }
+}
+
+/// Largest DID document or handle answer we read: real ones are a few KB.
+pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Reads a response body, refusing to hold more than `cap` bytes of it.
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!("response over {cap} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!("response over {cap} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn fetch_error(url: &Url, e: &reqwest::Error) -> ResolveError {

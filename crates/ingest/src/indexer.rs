@@ -20,7 +20,7 @@ use guildhall_proto::frame::{self, Frame};
 use guildhall_proto::syntax::{Did, Tid};
 use guildhall_proto::verify::{self, RepoState, VerifyError};
 use guildhall_store::{Batch, Change, OperatorStatus, RepoRow, RepoStatus, Store};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use url::Url;
 
 use crate::IngestError;
@@ -82,6 +82,7 @@ struct Job {
     source: usize,
     seq: Option<i64>,
     bytes: Vec<u8>,
+    permit: OwnedSemaphorePermit,
 }
 
 struct Done {
@@ -89,6 +90,9 @@ struct Done {
     source: usize,
     seq: Option<i64>,
     changes: Vec<Change>,
+    /// Held until the writer takes this frame out of its reorder buffer: the bound on frames
+    /// in flight, so a shard stalled on one repo cannot make the buffer grow without limit.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// The current Unix time in microseconds, for the rev clock check.
@@ -153,13 +157,17 @@ pub async fn run_frames(
         workers.push(tokio::spawn(async move { shard.run(rx, done).await }));
     }
     let writer = tokio::spawn(write_loop(ctx.clone(), sources, config.clone(), done_rx));
+    let window = Arc::new(Semaphore::new(config.queue.saturating_mul(4).max(1)));
 
     let mut ticket: u64 = 0;
     while let Some(raw) = raw_rx.recv().await {
+        let Ok(permit) = window.clone().acquire_owned().await else {
+            break;
+        };
         ticket += 1;
         let (seq, target) = match frame::route(&raw.bytes) {
             Ok(r) => {
-                ctx.metrics.frame(r.kind);
+                ctx.metrics.frame(known_kind(r.kind));
                 let did = r.did.unwrap_or_default();
                 let is_tracked = tracked.read().map(|t| t.contains(did)).unwrap_or(false);
                 let wanted = match r.kind {
@@ -176,7 +184,9 @@ pub async fn run_frames(
                             is_tracked
                         }
                     }
-                    "#sync" | "#identity" | "#account" => is_tracked,
+                    // Rare, and the repo may have become tracked elsewhere (a backfill): the
+                    // shard asks the store before acting.
+                    "#sync" | "#identity" | "#account" => true,
                     _ => false,
                 };
                 (r.seq, wanted.then(|| shard_of(did, shard_txs.len())))
@@ -194,6 +204,7 @@ pub async fn run_frames(
                     source: raw.source,
                     seq,
                     bytes: raw.bytes,
+                    permit,
                 })
                 .await
                 .is_ok(),
@@ -203,6 +214,7 @@ pub async fn run_frames(
                     source: raw.source,
                     seq,
                     changes: Vec::new(),
+                    _permit: permit,
                 })
                 .await
                 .is_ok(),
@@ -213,12 +225,32 @@ pub async fn run_frames(
     }
     drop(shard_txs);
     drop(done_tx);
+    let mut failed = None;
     for w in workers {
-        let _ = w.await;
+        if let Err(e) = w.await {
+            failed = Some(IngestError::Task(format!("shard: {e}")));
+        }
     }
-    match writer.await {
+    let written = match writer.await {
         Ok(r) => r,
-        Err(e) => Err(IngestError::Task(e.to_string())),
+        Err(e) => Err(IngestError::Task(format!("writer: {e}"))),
+    };
+    match failed {
+        Some(e) => Err(e),
+        None => written,
+    }
+}
+
+/// Frame types as metric labels: a fixed set, so hostile input cannot grow the label space.
+fn known_kind(kind: &str) -> &'static str {
+    match kind {
+        "#commit" => "#commit",
+        "#sync" => "#sync",
+        "#identity" => "#identity",
+        "#account" => "#account",
+        "#info" => "#info",
+        "error" => "error",
+        _ => "other",
     }
 }
 
@@ -311,7 +343,7 @@ async fn flush(
         changes: Vec::new(),
     }));
     for batch in &batches {
-        ctx.store.apply(batch).await?;
+        apply_with_retry(ctx, batch).await?;
         ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
     }
     ctx.metrics.queued.fetch_sub(frames, Ordering::Relaxed);
@@ -326,11 +358,46 @@ async fn flush(
     Ok(())
 }
 
+/// Applies a batch, retrying transient failures (a dropped connection, a busy SQLite file):
+/// a batch is one transaction, so a retry cannot half-apply it. Anything else stops ingestion
+/// with the cursor where it was.
+async fn apply_with_retry(ctx: &Context, batch: &Batch) -> Result<(), IngestError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match ctx.store.apply(batch).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, ?wait, "store write failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Per-repo state of one shard: what we hold, and whether the account is active.
 #[derive(Clone)]
 struct Held {
+    /// The verified state to chain the next commit on; `None` when unknown or desynchronized.
     state: Option<RepoState>,
+    /// The newest rev ever verified, kept through a desync: nothing older may be accepted.
+    floor: Option<Tid>,
+    /// Whether the account's data may be shown.
     active: bool,
+    /// Whether we track this repo or know this account at all.
+    known: bool,
+}
+
+impl Held {
+    fn unknown() -> Self {
+        Self {
+            state: None,
+            floor: None,
+            active: true,
+            known: false,
+        }
+    }
 }
 
 /// One verification worker; owns the state of the DIDs that hash to it.
@@ -365,6 +432,7 @@ impl Shard {
                 source: job.source,
                 seq: job.seq,
                 changes,
+                _permit: job.permit,
             };
             if done.send(out).await.is_err() {
                 return;
@@ -376,15 +444,23 @@ impl Shard {
         if let Some(h) = self.held.get(did.as_str()) {
             return h.clone();
         }
-        let state = match self.ctx.store.repo(did.as_str()).await {
-            Ok(Some(row)) => repo_state(&row),
-            _ => None,
+        let row = self.ctx.store.repo(did.as_str()).await.ok().flatten();
+        let status = self
+            .ctx
+            .store
+            .operator_status(did.as_str())
+            .await
+            .ok()
+            .flatten();
+        let h = Held {
+            state: row.as_ref().and_then(repo_state),
+            floor: row
+                .as_ref()
+                .and_then(|r| r.rev.as_deref())
+                .and_then(|r| Tid::parse(r).ok()),
+            active: status.is_none_or(|s| s == OperatorStatus::Active),
+            known: row.is_some() || status.is_some(),
         };
-        let active = !matches!(
-            self.ctx.store.operator_status(did.as_str()).await,
-            Ok(Some(status)) if status != OperatorStatus::Active
-        );
-        let h = Held { state, active };
         if self.held.len() >= HELD_CAPACITY {
             self.held.clear();
         }
@@ -393,19 +469,29 @@ impl Shard {
     }
 
     fn set_state(&mut self, did: &Did, state: Option<RepoState>) {
-        let e = self.held.entry(did.as_str().to_owned()).or_insert(Held {
-            state: None,
-            active: true,
-        });
+        let e = self
+            .held
+            .entry(did.as_str().to_owned())
+            .or_insert_with(Held::unknown);
+        e.known = true;
+        if let Some(s) = &state
+            && e.floor.as_ref().is_none_or(|f| &s.rev > f)
+        {
+            e.floor = Some(s.rev.clone());
+        }
         e.state = state;
     }
 
     async fn handle(&mut self, f: Frame) -> Vec<Change> {
         match f {
             Frame::Commit(ev) => self.commit(*ev).await,
-            Frame::Sync(ev) => self.sync(ev).await,
-            Frame::Identity(ev) => self.identity(&ev.did).await,
-            Frame::Account(ev) => self.account(&ev.did, ev.active, ev.status.as_deref()),
+            // Account-level events matter only for repos and accounts we know.
+            Frame::Sync(ev) if self.held(&ev.did).await.known => self.sync(ev).await,
+            Frame::Identity(ev) if self.held(&ev.did).await.known => self.identity(&ev.did).await,
+            Frame::Account(ev) if self.held(&ev.did).await.known => {
+                self.account(&ev.did, ev.active, ev.status.as_deref())
+            }
+            Frame::Sync(_) | Frame::Identity(_) | Frame::Account(_) => Vec::new(),
             Frame::Info(_) | Frame::Error(_) | Frame::Unknown(_) => Vec::new(),
         }
     }
@@ -421,7 +507,12 @@ impl Shard {
             // First sight of a repo whose previous tree was empty: inverting the ops gives back
             // the empty tree, so this signed commit alone proves everything the repo holds. No
             // getRepo needed (none is possible when replaying a recording).
-            if ev.prev_data.is_some() && ev.prev_data == empty_tree() {
+            // Only forward of anything we verified before: a replayed first commit must not
+            // roll a desynchronized repo back.
+            if ev.prev_data.is_some()
+                && ev.prev_data == empty_tree()
+                && held.floor.as_ref().is_none_or(|f| &ev.rev > f)
+            {
                 return self.verify_and_plan(&ev, None).await;
             }
             // Otherwise take its whole current state, which includes this commit or a later one.
@@ -557,13 +648,15 @@ impl Shard {
                 .and_then(OperatorStatus::parse)
                 .unwrap_or(OperatorStatus::Deactivated)
         };
-        let e = self.held.entry(did.as_str().to_owned()).or_insert(Held {
-            state: None,
-            active: true,
-        });
+        let e = self
+            .held
+            .entry(did.as_str().to_owned())
+            .or_insert_with(Held::unknown);
+        e.known = true;
         e.active = status == OperatorStatus::Active;
         if status == OperatorStatus::Deleted {
-            self.held.remove(did.as_str());
+            // The store drops the records and sync state; a later commit starts from scratch.
+            e.state = None;
         }
         vec![Change::Account {
             did: did.to_string(),
@@ -572,11 +665,16 @@ impl Shard {
     }
 
     fn mark_desync(&mut self, did: &Did) -> Vec<Change> {
-        let held = self.held.get(did.as_str()).and_then(|h| h.state.clone());
+        let held = self.held.get(did.as_str());
+        let data = held
+            .and_then(|h| h.state.as_ref())
+            .map(|s| s.data.to_string());
+        // Keep the newest verified rev as a floor, so nothing older is accepted later.
+        let rev = held.and_then(|h| h.floor.as_ref()).map(ToString::to_string);
         vec![Change::SetRepo(RepoRow {
             did: did.to_string(),
-            rev: held.as_ref().map(|s| s.rev.to_string()),
-            data_cid: held.as_ref().map(|s| s.data.to_string()),
+            rev,
+            data_cid: data,
             status: RepoStatus::Desynchronized,
         })]
     }

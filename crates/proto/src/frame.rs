@@ -254,6 +254,22 @@ pub fn decode_frame(bytes: &[u8]) -> Result<Frame, FrameError> {
 }
 
 #[derive(Deserialize)]
+struct SeqOnly {
+    #[serde(default)]
+    seq: Option<i64>,
+}
+
+/// The `seq` of a well-framed message whose body does not otherwise decode, so a consumer can
+/// skip past it; `None` when the bytes are not even two DAG-CBOR items.
+pub fn peek_seq(bytes: &[u8]) -> Option<i64> {
+    let (kind, rest) = header(bytes).ok()?;
+    match kind {
+        Kind::Message(_) => body::<SeqOnly>("message", rest).ok()?.seq,
+        Kind::Error => None,
+    }
+}
+
+#[derive(Deserialize)]
 struct RouteOp<'a> {
     #[serde(borrow)]
     path: &'a str,
