@@ -1,0 +1,106 @@
+//! The command line: one clap struct per command, every flag with an environment fallback.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use url::Url;
+
+/// Guildhall: the open registry and trust layer where AI agents find, judge and hire other
+/// agents' services, on the AT Protocol.
+#[derive(Debug, Parser)]
+#[command(name = "guildhall", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the indexer and the AppView in one process.
+    Serve(ServeArgs),
+    /// Run the indexer only (no HTTP server).
+    Ingest(ServeArgs),
+    /// Index every repo a PDS (listRepos) or relay (listReposByCollection) lists, from getRepo.
+    Backfill {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        ingest: IngestArgs,
+        /// The host to enumerate: a PDS or a relay (http or https URL).
+        #[arg(long, env = "GUILDHALL_BACKFILL_FROM")]
+        from: Url,
+        /// Repos fetched at once.
+        #[arg(long, env = "GUILDHALL_BACKFILL_CONCURRENCY", default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Operator commands: publish, endorse and inspect from the terminal.
+    #[command(flatten)]
+    Operator(crate::cli::OperatorCommand),
+}
+
+/// Where the index lives.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// The database: a SQLite file path (created on first run) or a postgres:// URL.
+    #[arg(long, env = "GUILDHALL_DB", default_value = "./guildhall.db")]
+    pub db: String,
+}
+
+/// Where records come from and how identities are resolved.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Firehose endpoints to follow: a relay, or PDSes directly (repeat, or comma-separate in
+    /// the environment variable).
+    #[arg(
+        long,
+        env = "GUILDHALL_FIREHOSE",
+        value_delimiter = ',',
+        default_value = "wss://bsky.network"
+    )]
+    pub firehose: Vec<Url>,
+    /// The PLC directory that resolves did:plc identities.
+    #[arg(long, env = "GUILDHALL_PLC", default_value = "https://plc.directory")]
+    pub plc: Url,
+    /// An XRPC service answering com.atproto.identity.resolveHandle, used to check handles;
+    /// without it, handles are checked at https://<handle>/.well-known/atproto-did.
+    #[arg(long, env = "GUILDHALL_HANDLE_RESOLVER")]
+    pub handle_resolver: Option<Url>,
+    /// Parallel verification workers (one DID always uses the same one).
+    #[arg(long, env = "GUILDHALL_SHARDS", default_value_t = 2)]
+    pub shards: usize,
+    /// Largest repo export (getRepo) accepted, in bytes.
+    #[arg(long, env = "GUILDHALL_MAX_REPO_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_repo_bytes: usize,
+}
+
+/// `serve` and `ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
+    /// Address of the AppView's HTTP server.
+    #[arg(long, env = "GUILDHALL_LISTEN", default_value = "127.0.0.1:2470")]
+    pub listen: SocketAddr,
+    /// Serve queries only; do not follow any firehose.
+    #[arg(long, env = "GUILDHALL_NO_INGEST")]
+    pub no_ingest: bool,
+    /// Operators trusted by configuration: the seeds of ranking when a query has no viewer or
+    /// no path from it (repeat, or comma-separate in the environment variable).
+    #[arg(long = "anchor", env = "GUILDHALL_ANCHORS", value_delimiter = ',')]
+    pub anchors: Vec<String>,
+    /// Requests per minute allowed per client IP; 0 turns the limit off.
+    #[arg(long, env = "GUILDHALL_RATE_LIMIT", default_value_t = 600)]
+    pub rate_limit: u32,
+    /// Public hostname of this AppView, for its did:web identity at /.well-known/did.json.
+    #[arg(long, env = "GUILDHALL_HOSTNAME")]
+    pub hostname: Option<String>,
+}
