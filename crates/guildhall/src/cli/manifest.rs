@@ -140,11 +140,43 @@ fn data_model_issues(record: &mut Value) -> Vec<ValidationIssue> {
     out
 }
 
-/// Checks one JSON Schema by compiling it, offline (remote `$ref`s are not fetched).
-pub fn schema_compile_issue(schema: &Value) -> Option<String> {
-    jsonschema::validator_for(schema)
-        .err()
-        .map(|e| format!("does not compile as a JSON Schema: {e}"))
+/// Turns a JSON pointer into the schema (`/properties/a/type`) into a path suffix
+/// (`.properties.a.type`), using the schema itself to tell array indexes from keys.
+fn pointer_suffix(schema: &Value, pointer: &str) -> String {
+    let mut out = String::new();
+    let mut cur = Some(schema);
+    for raw in pointer.split('/').skip(1) {
+        let seg = raw.replace("~1", "/").replace("~0", "~");
+        match cur {
+            Some(Value::Array(items)) => {
+                let i: Option<usize> = seg.parse().ok();
+                out.push_str(&format!("[{seg}]"));
+                cur = i.and_then(|i| items.get(i));
+            }
+            Some(Value::Object(map)) => {
+                out.push('.');
+                out.push_str(&seg);
+                cur = map.get(&seg);
+            }
+            _ => {
+                out.push('.');
+                out.push_str(&seg);
+                cur = None;
+            }
+        }
+    }
+    out
+}
+
+/// Checks one JSON Schema by compiling it, offline (remote `$ref`s are not fetched). On
+/// failure: the path suffix inside the schema where it broke, and why.
+pub fn schema_compile_issue(schema: &Value) -> Option<(String, String)> {
+    jsonschema::validator_for(schema).err().map(|e| {
+        (
+            pointer_suffix(schema, e.instance_path().as_str()),
+            format!("does not compile as a JSON Schema: {e}"),
+        )
+    })
 }
 
 /// The top-level fields `dev.guildhall.service` defines.
@@ -271,9 +303,9 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
                 let path = format!("operations[{i}].{key}");
                 if let Some(schema @ Value::Object(_)) = op.get(key)
                     && !flagged(&path)
-                    && let Some(msg) = schema_compile_issue(schema)
+                    && let Some((suffix, msg)) = schema_compile_issue(schema)
                 {
-                    compile.push(issue(path, msg));
+                    compile.push(issue(format!("{path}{suffix}"), msg));
                 }
             }
         }
@@ -413,7 +445,10 @@ mod tests {
         let text = EXAMPLE.replace("maxLength: 100000", "pattern: \"([a-z\"");
         let issues = check_yaml(&text).err().unwrap_or_default();
         assert_eq!(issues.len(), 1, "{issues:?}");
-        assert_eq!(issues[0].path, "operations[0].inputSchema");
+        assert_eq!(
+            issues[0].path,
+            "operations[0].inputSchema.properties.text.pattern"
+        );
         assert!(issues[0].message.contains("does not compile"), "{issues:?}");
     }
 
@@ -425,7 +460,24 @@ mod tests {
         );
         let issues = check_yaml(&text).err().unwrap_or_default();
         assert_eq!(issues.len(), 1, "{issues:?}");
-        assert_eq!(issues[0].path, "operations[0].outputSchema");
+        assert!(
+            issues[0].path.starts_with("operations[0].outputSchema"),
+            "{issues:?}"
+        );
+        assert!(
+            issues[0].message.contains("schemas.example.com"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn pointers_become_paths() {
+        let schema = serde_json::json!({"allOf": [{"properties": {"a/b": {"type": 1}}}]});
+        assert_eq!(
+            pointer_suffix(&schema, "/allOf/0/properties/a~1b/type"),
+            ".allOf[0].properties.a/b.type"
+        );
+        assert_eq!(pointer_suffix(&schema, ""), "");
     }
 
     #[test]
