@@ -23,6 +23,7 @@ async fn run_backfill(db: &Db, peer: &guildhall_testkit::Peer) -> Result<String>
     let out = child
         .args(&args)
         .env("GUILDHALL_LOG", "info")
+        .env("NO_COLOR", "1")
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), out)
@@ -50,7 +51,19 @@ async fn run_backfill(db: &Db, peer: &guildhall_testkit::Peer) -> Result<String>
 async fn backfill(backend: Backend) -> Result<()> {
     let t0 = Instant::now();
     let peer = peer(3).await?;
-    let summary = peer.load(300, 6).await?;
+    let summary = peer
+        .run_script(
+            "load.mjs",
+            &[
+                "--count",
+                "150",
+                "--concurrency",
+                "6",
+                "--mix",
+                "create=30,put=15,delete=10,apply=45",
+            ],
+        )
+        .await?;
     let accounts = peer.accounts().to_vec();
     let (alice, bob) = (&accounts[0], &accounts[1]);
     let x = peer.xrpc();

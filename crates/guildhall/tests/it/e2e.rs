@@ -313,7 +313,25 @@ async fn e2e(backend: Backend) -> Result<()> {
         t0.elapsed().as_secs_f64()
     );
 
-    // The rejections are visible on /status with their reasons, and counted in /metrics.
+    // The rejections are visible on /status with their reasons, and counted in /metrics. The
+    // index can equal the repos before the last commits are processed (a rejected record is
+    // absent either way), so wait for both rejections first.
+    let wanted = [broken.uri.clone(), flaky.uri.clone()];
+    until(
+        "both rejections on /status",
+        Duration::from_secs(30),
+        || async {
+            let s = gh.status().await?;
+            let recent = s["recentRejections"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            Ok(wanted
+                .iter()
+                .all(|u| recent.iter().any(|r| r["uri"] == json!(u))))
+        },
+    )
+    .await?;
     let status = gh.status().await?;
     let recent = status["recentRejections"]
         .as_array()

@@ -279,6 +279,7 @@ impl Guildhall {
         let child = Command::new(env!("CARGO_BIN_EXE_guildhall"))
             .args(&self.args)
             .env("GUILDHALL_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
