@@ -20,8 +20,6 @@ pub struct Manifest {
     /// Whether the manifest gave its own `createdAt` (otherwise `now`, or on update the
     /// published record's, is used).
     pub has_created_at: bool,
-    /// Things worth a look that do not block publishing (e.g. unknown fields).
-    pub warnings: Vec<String>,
 }
 
 /// Reads a manifest file into JSON, choosing the syntax by extension.
@@ -215,6 +213,30 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Top-level fields the lexicon does not define: not errors (records are open), but usually
+/// typos, so each gets a warning with the closest known name.
+pub fn unknown_field_warnings(manifest: &Value) -> Vec<String> {
+    let Some(fields) = manifest.as_object() else {
+        return Vec::new();
+    };
+    let known = known_fields();
+    fields
+        .keys()
+        .filter(|k| !matches!(k.as_str(), "$type" | "slug") && !known.contains(*k))
+        .map(|key| {
+            let hint = known
+                .iter()
+                .filter(|k| distance(k, key) <= 2)
+                .min_by_key(|k| distance(k, key))
+                .map(|k| format!("; did you mean {k:?}?"))
+                .unwrap_or_default();
+            format!(
+                "unknown field {key:?} is not part of {SERVICE_NSID} and will be published as is{hint}"
+            )
+        })
+        .collect()
+}
+
 /// Checks a manifest (already parsed to JSON). `now` fills in a missing `createdAt`.
 /// Every problem is reported at once, each with its path.
 pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliError> {
@@ -230,7 +252,6 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
     };
     let catalog = Catalog::guildhall().map_err(|e| CliError::Other(e.to_string()))?;
     let mut issues = Vec::new();
-    let mut warnings = Vec::new();
 
     let slug = match fields.remove("slug") {
         None => {
@@ -263,22 +284,6 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
     let has_created_at = fields.contains_key("createdAt");
     if !has_created_at {
         fields.insert("createdAt".into(), Value::String(now.to_owned()));
-    }
-
-    let known = known_fields();
-    for key in fields.keys() {
-        if key == "$type" || known.contains(key) {
-            continue;
-        }
-        let hint = known
-            .iter()
-            .filter(|k| distance(k, key) <= 2)
-            .min_by_key(|k| distance(k, key))
-            .map(|k| format!("; did you mean {k:?}?"))
-            .unwrap_or_default();
-        warnings.push(format!(
-            "unknown field {key:?} is not part of {SERVICE_NSID} and will be published as is{hint}"
-        ));
     }
 
     let mut record = Value::Object(fields);
@@ -322,7 +327,6 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
             slug,
             record,
             has_created_at,
-            warnings,
         }),
         _ => {
             issues.sort_by(|a, b| a.path.cmp(&b.path));
@@ -422,7 +426,8 @@ mod tests {
         let m = check_yaml(EXAMPLE).map_err(|e| format!("{e:?}"));
         let m = m.as_ref().map_err(String::as_str);
         assert_eq!(m.map(|m| m.slug.as_str()), Ok("my-summarizer"));
-        assert_eq!(m.map(|m| m.warnings.len()), Ok(0));
+        let value = parse_yaml(EXAMPLE).unwrap_or_default();
+        assert!(unknown_field_warnings(&value).is_empty());
     }
 
     #[test]
@@ -483,8 +488,7 @@ mod tests {
     #[test]
     fn unknown_fields_warn_with_a_suggestion() {
         let text = EXAMPLE.replace("description: Summarizes", "descripton: Summarizes");
-        let m = check_yaml(&text).map_err(|e| format!("{e:?}"));
-        let warnings = m.map(|m| m.warnings).unwrap_or_default();
+        let warnings = unknown_field_warnings(&parse_yaml(&text).unwrap_or_default());
         assert_eq!(warnings.len(), 1);
         assert!(
             warnings[0].contains("did you mean \"description\""),

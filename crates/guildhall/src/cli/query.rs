@@ -97,6 +97,7 @@ fn trust_cell(service: &Value) -> String {
     let score = t.get("score").and_then(Value::as_i64).unwrap_or(0);
     let basis = s(t, "/basis");
     match t.get("distance").and_then(Value::as_i64) {
+        Some(0) => "you".into(),
         Some(d) => format!(
             "{d} hop{} {}{}",
             if d == 1 { "" } else { "s" },

@@ -65,10 +65,10 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
 pub async fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let value = manifest::read(&args.manifest)?;
     let what = args.manifest.display().to_string();
-    let mut m = manifest::check(value, &now_datetime(), &what)?;
-    for w in &m.warnings {
+    for w in manifest::unknown_field_warnings(&value) {
         eprintln!("warning: {w}");
     }
+    let mut m = manifest::check(value, &now_datetime(), &what)?;
     if args.dry_run {
         say(format!(
             "{what} is valid: it would be published as {SERVICE_NSID}/{} (dry run, nothing written)",

@@ -231,7 +231,7 @@ async fn json_and_toml_manifests_publish_like_yaml() -> TestResult {
         "svc.json",
         r#"{"slug": "from-json", "name": "From JSON", "capabilities": ["text.translate"],
             "endpoints": [{"protocol": "http", "url": "https://json.example.com"}],
-            "pricing": [{"model": "free"}]}"#,
+            "pricing": [{"model": "free"}], "descripton": "typo"}"#,
     )?;
     let toml = t.write(
         "svc.toml",
@@ -263,9 +263,16 @@ latencyP95Ms = 300
     );
     assert!(run.stderr.contains("- capabilities: "), "{}", run.stderr);
 
-    t.run(&["publish", &json.display().to_string()])
+    let run = t
+        .run(&["publish", &json.display().to_string()])
         .await?
         .expect(0);
+    assert!(
+        run.stderr.contains("warning: unknown field \"descripton\"")
+            && run.stderr.contains("did you mean \"description\"?"),
+        "{}",
+        run.stderr
+    );
     t.run(&["publish", &toml.display().to_string()])
         .await?
         .expect(0);
