@@ -97,7 +97,11 @@ impl Store {
                 // the last commits, which the firehose cursor replays.
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // The default 2 MB page cache re-reads index pages from the OS on every batch.
+                .pragma("cache_size", "-32768")
+                .pragma("mmap_size", "268435456")
+                .pragma("temp_store", "memory");
             let pool = SqlitePoolOptions::new()
                 // Each in-memory connection would be a separate database.
                 .max_connections(if in_memory { 1 } else { 4 })
