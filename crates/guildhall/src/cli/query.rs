@@ -275,7 +275,23 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
                 uri.as_str()
             )));
         }
-        params.push(("uri", uri.as_str().to_owned()));
+        // The index keys services by DID: a handle in the URI is resolved first.
+        let did = match uri.authority() {
+            AtIdentifier::Did(d) => d.as_str().to_owned(),
+            h @ AtIdentifier::Handle(_) => args
+                .appview
+                .identity
+                .resolve(&xrpc, h)
+                .await?
+                .did
+                .as_str()
+                .to_owned(),
+        };
+        let rkey = uri
+            .rkey()
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default();
+        params.push(("uri", format!("at://{did}/{SERVICE_NSID}/{rkey}")));
         let out = xrpc
             .query(base, "dev.guildhall.getService", &params, None)
             .await

@@ -89,6 +89,48 @@ pub async fn until(t: &Term, args: &[&str], done: impl Fn(&Run) -> bool) -> anyh
     }
 }
 
+/// Writes a record with Bluesky's own client library, `@atproto/api` (AtpAgent), from the
+/// peer's Node install; returns its `{uri, cid}`.
+async fn put_with_atproto_api(
+    account: &guildhall_testkit::Account,
+    collection: &str,
+    rkey: &str,
+    record: &Value,
+) -> anyhow::Result<Value> {
+    const SCRIPT: &str = r#"
+const { AtpAgent } = await import('@atproto/api')
+const [pds, did, password, collection, rkey, record] = process.argv.slice(1)
+const agent = new AtpAgent({ service: pds })
+await agent.login({ identifier: did, password })
+const res = await agent.com.atproto.repo.putRecord({ repo: did, collection, rkey, record: JSON.parse(record) })
+console.log(JSON.stringify(res.data))
+"#;
+    let dir = guildhall_testkit::peer_dir();
+    let mut cmd = tokio::process::Command::new(dir.join("node_modules/.bin/node"));
+    scrub(&mut cmd);
+    let out = cmd
+        .current_dir(&dir)
+        .args(["--input-type=module", "-e", SCRIPT])
+        .args([
+            &account.pds_url,
+            &account.did,
+            &account.password,
+            collection,
+            rkey,
+        ])
+        .arg(record.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "@atproto/api putRecord failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 fn services(run: &Run) -> Vec<Value> {
     serde_json::from_str::<Value>(&run.stdout)
         .ok()
@@ -98,10 +140,14 @@ fn services(run: &Run) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
-    let mut t = Term::start(2).await?;
+    let mut t = Term::start(3).await?;
     let server = serve(&t).await?;
     t.env.push(("GUILDHALL_APPVIEW".into(), server.url.clone()));
-    let (alice, bob) = (t.account(0).clone(), t.account(1).clone());
+    let (alice, bob, carol) = (
+        t.account(0).clone(),
+        t.account(1).clone(),
+        t.account(2).clone(),
+    );
 
     // Alice publishes with the CLI.
     t.login(0).await?;
@@ -113,22 +159,32 @@ async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
         .await?
         .expect(0);
     let alice_uri = format!("at://{}/dev.guildhall.service/my-summarizer", alice.did);
-    // Bob writes the same kind of record with a plain XRPC client (not the CLI).
+    // Bob writes the same kind of record with @atproto/api, Carol with raw XRPC: not the CLI.
     let mut bob_record = t.records(0, "dev.guildhall.service").await?[0].2.clone();
     bob_record["name"] = json!("Bob Summaries");
     bob_record["description"] = json!("Summaries by Bob, written without the CLI.");
     bob_record["endpoints"][0]["url"] = json!("https://bob.example.com/mcp");
+    let written =
+        put_with_atproto_api(&bob, "dev.guildhall.service", "summaries", &bob_record).await?;
+    assert_eq!(
+        written["uri"],
+        format!("at://{}/dev.guildhall.service/summaries", bob.did)
+    );
+    let mut carol_record = bob_record.clone();
+    carol_record["name"] = json!("Carol Digest");
+    carol_record["description"] = json!("Digests by Carol, over raw XRPC.");
     t.peer
         .xrpc()
         .put_record(
-            &bob.pds_url,
-            &bob.access_jwt,
-            &bob.did,
+            &carol.pds_url,
+            &carol.access_jwt,
+            &carol.did,
             "dev.guildhall.service",
-            "summaries",
-            &bob_record,
+            "digest",
+            &carol_record,
         )
         .await?;
+    let carol_uri = format!("at://{}/dev.guildhall.service/digest", carol.did);
     let bob_uri = format!("at://{}/dev.guildhall.service/summaries", bob.did);
     // Alice vouches for Bob with the CLI: the trust path alice → bob.
     let endorsed = t
@@ -148,11 +204,11 @@ async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
     let search = ["search", "--capability", "text.summarize", "--json"];
     let run = until(&t, &search, |r| {
         let s = services(r);
-        s.len() == 2 && s.iter().any(|x| x.pointer("/trust/path/0").is_some())
+        s.len() == 3 && s.iter().any(|x| x.pointer("/trust/path/0").is_some())
     })
     .await?;
     let found = services(&run);
-    for (account, uri) in [(&alice, &alice_uri), (&bob, &bob_uri)] {
+    for (account, uri) in [(&alice, &alice_uri), (&bob, &bob_uri), (&carol, &carol_uri)] {
         let sv = found
             .iter()
             .find(|s| s["uri"] == uri.as_str())
@@ -201,7 +257,12 @@ async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
         .expect(0);
     let header = table.stdout.lines().next().unwrap_or_default();
     assert!(header.starts_with("#  NAME"), "{}", table.stdout);
-    for (name, uri) in [("My Summarizer", &alice_uri), ("Bob Summaries", &bob_uri)] {
+    let rows = [
+        ("My Summarizer", &alice_uri),
+        ("Bob Summaries", &bob_uri),
+        ("Carol Digest", &carol_uri),
+    ];
+    for (name, uri) in rows {
         let row = table
             .stdout
             .lines()
@@ -261,6 +322,14 @@ async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
         "{}",
         text.stdout
     );
+    let by_handle = t
+        .run(&[
+            "show",
+            &format!("at://{}/dev.guildhall.service/summaries", bob.handle),
+        ])
+        .await?
+        .expect(0);
+    assert_eq!(by_handle.stdout, text.stdout);
     let mine = t.run(&["show", &alice_uri]).await?.expect(0);
     assert!(
         mine.stdout.starts_with("My Summarizer\n"),
