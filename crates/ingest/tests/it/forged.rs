@@ -164,3 +164,16 @@ pub fn path_of(w: &Write) -> &str {
         Write::Put { path, .. } | Write::Delete { path } => path,
     }
 }
+
+/// A `dev.guildhall.service` the lexicon refuses: it has no `endpoints`.
+pub fn bad_service(slug: &str) -> Write {
+    Write::Put {
+        path: format!("dev.guildhall.service/{slug}"),
+        record: encode(serde_json::json!({
+            "$type": "dev.guildhall.service",
+            "name": "No endpoints",
+            "capabilities": ["sms.send"],
+            "createdAt": "2026-01-01T00:00:00.000Z",
+        })),
+    }
+}

@@ -7,3 +7,4 @@ mod forged;
 mod harness;
 mod identity;
 mod net;
+mod pipeline;
