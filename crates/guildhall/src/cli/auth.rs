@@ -54,7 +54,7 @@ fn read_password(account: &str, given: Option<String>) -> Result<String, CliErro
         ));
     }
     rpassword::prompt_password(format!("App password for {account}: "))
-        .map_err(|e| CliError::Other(format!("cannot read the password: {e}")))
+        .map_err(|e| CliError::Local(format!("cannot read the password: {e}")))
 }
 
 pub async fn login(args: LoginArgs) -> Result<(), CliError> {
@@ -75,10 +75,10 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let (Some(did), Some(access_jwt), Some(refresh_jwt)) =
         (field("did"), field("accessJwt"), field("refreshJwt"))
     else {
-        return Err(CliError::Other(format!(
-            "{} answered createSession without a session",
-            resolved.pds
-        )));
+        return Err(CliError::UnexpectedAnswer {
+            host: resolved.pds.to_string(),
+            message: "createSession gave no session".into(),
+        });
     };
     if did != resolved.did.as_str() {
         return Err(CliError::Login(format!(

@@ -56,9 +56,21 @@ pub enum CliError {
     /// An identity could not be resolved.
     #[error("cannot resolve {subject}: {message}")]
     Identity { subject: String, message: String },
-    /// Anything else, already phrased for people.
+    /// Something that should exist does not (a record, an indexed service).
     #[error("{0}")]
-    Other(String),
+    NotFound(String),
+    /// A server answered successfully but without what the protocol promises.
+    #[error("{host} answered unexpectedly: {message}")]
+    UnexpectedAnswer { host: String, message: String },
+    /// The stored session or the config directory cannot be used.
+    #[error("{0}")]
+    Session(String),
+    /// The embedded lexicons are broken (a build problem, not the user's).
+    #[error("the built-in lexicons are broken: {0}")]
+    Lexicon(#[from] guildhall_lexicon::LexiconError),
+    /// A failure on this machine: the terminal, the HTTP stack.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl CliError {

@@ -250,7 +250,7 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
             "a manifest is a mapping of field names to values (see `guildhall init`)",
         )]));
     };
-    let catalog = Catalog::guildhall().map_err(|e| CliError::Other(e.to_string()))?;
+    let catalog = Catalog::guildhall()?;
     let mut issues = Vec::new();
 
     let slug = match fields.remove("slug") {
@@ -318,8 +318,8 @@ pub fn check(manifest: Value, now: &str, what: &str) -> Result<Manifest, CliErro
     issues.extend(compile);
 
     let Value::Object(record) = record else {
-        return Err(CliError::Other(
-            "manifest changed shape while checking".into(),
+        return Err(CliError::Local(
+            "internal: the manifest changed shape while checking".into(),
         ));
     };
     match slug {

@@ -47,7 +47,7 @@ async fn viewer(args: &AppViewArgs, xrpc: &Xrpc) -> Result<Option<String>, CliEr
 
 fn print_json(v: &Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v)
-        .map_err(|e| CliError::Other(format!("cannot print JSON: {e}")))?;
+        .map_err(|e| CliError::Local(format!("cannot print JSON: {e}")))?;
     say(text);
     Ok(())
 }
@@ -319,7 +319,7 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
 
 fn not_found(e: CliError, target: &str) -> CliError {
     match e.xrpc_name() {
-        Some("NotFound") => CliError::Other(format!(
+        Some("NotFound") => CliError::NotFound(format!(
             "the AppView does not know {target} (not published, or not indexed yet)"
         )),
         _ => e,

@@ -38,7 +38,7 @@ pub fn config_dir() -> Result<PathBuf, CliError> {
     dirs::config_dir()
         .map(|d| d.join("guildhall"))
         .ok_or_else(|| {
-            CliError::Other(format!(
+            CliError::Session(format!(
                 "cannot find your config directory: set {CONFIG_DIR_ENV}"
             ))
         })
@@ -65,7 +65,7 @@ pub fn load() -> Result<Option<StoredSession>, CliError> {
         Err(e) => return Err(io(&path)(e)),
     };
     serde_json::from_str(&text).map(Some).map_err(|e| {
-        CliError::Other(format!(
+        CliError::Session(format!(
             "{}: unreadable session ({e}); run `guildhall logout` and log in again",
             path.display()
         ))
@@ -83,7 +83,7 @@ pub fn save(session: &StoredSession) -> Result<PathBuf, CliError> {
     create_private_dir(&dir).map_err(io(&dir))?;
     let tmp = dir.join(format!(".{SESSION_FILE}.{}", std::process::id()));
     let text = serde_json::to_vec_pretty(session)
-        .map_err(|e| CliError::Other(format!("cannot encode the session: {e}")))?;
+        .map_err(|e| CliError::Session(format!("cannot encode the session: {e}")))?;
     {
         let mut f = private_file(&tmp).map_err(io(&tmp))?;
         f.write_all(&text).map_err(io(&tmp))?;
@@ -171,7 +171,7 @@ impl Authed {
     pub async fn open(xrpc: &Xrpc) -> Result<Self, CliError> {
         let session = load()?.ok_or(CliError::NotLoggedIn)?;
         let pds = Url::parse(&session.pds).map_err(|e| {
-            CliError::Other(format!("stored PDS URL {:?} is invalid ({e})", session.pds))
+            CliError::Session(format!("stored PDS URL {:?} is invalid ({e})", session.pds))
         })?;
         let mut me = Self {
             xrpc: xrpc.clone(),
@@ -222,10 +222,10 @@ impl Authed {
             })?;
         let field = |k: &str| out.get(k).and_then(Value::as_str).map(str::to_owned);
         let (Some(access), Some(refresh)) = (field("accessJwt"), field("refreshJwt")) else {
-            return Err(CliError::Other(format!(
-                "{} answered refreshSession without tokens",
-                self.pds
-            )));
+            return Err(CliError::UnexpectedAnswer {
+                host: self.pds.to_string(),
+                message: "refreshSession gave no tokens".into(),
+            });
         };
         self.session.access_jwt = access;
         self.session.refresh_jwt = refresh;

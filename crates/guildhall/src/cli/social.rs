@@ -14,7 +14,7 @@ use super::xrpc::Xrpc;
 use super::{EndorseArgs, InitArgs, ProfileSetArgs, PublishArgs, RevokeArgs};
 
 fn catalog() -> Result<&'static Catalog, CliError> {
-    Catalog::guildhall().map_err(|e| CliError::Other(e.to_string()))
+    Ok(Catalog::guildhall()?)
 }
 
 /// Checks a record against its lexicon; every problem is reported.
@@ -218,13 +218,14 @@ pub async fn endorse(args: EndorseArgs) -> Result<(), CliError> {
             .query(&pds, "com.atproto.repo.getRecord", &params, None)
             .await
             .map_err(|e| match e.xrpc_name() {
-                Some("RecordNotFound") => CliError::Other(format!(
+                Some("RecordNotFound") => CliError::NotFound(format!(
                     "--service: {pds} has no record at://{subject_did}/{collection}/{rkey}"
                 )),
                 _ => e,
             })?;
-        let cid = str_field(&found, "cid").ok_or_else(|| {
-            CliError::Other(format!("{pds} returned the service without its CID"))
+        let cid = str_field(&found, "cid").ok_or_else(|| CliError::UnexpectedAnswer {
+            host: pds.to_string(),
+            message: "getRecord gave no CID".into(),
         })?;
         record.insert(
             "service".into(),
@@ -287,7 +288,7 @@ pub async fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
         .await?
         .is_none()
     {
-        return Err(CliError::Other(format!(
+        return Err(CliError::NotFound(format!(
             "there is no endorsement at {} (already revoked?)",
             uri.as_str()
         )));

@@ -52,7 +52,7 @@ impl Xrpc {
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("guildhall-cli/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| CliError::Other(format!("cannot set up HTTP: {e}")))?;
+            .map_err(|e| CliError::Local(format!("cannot set up HTTP: {e}")))?;
         Ok(Self { http })
     }
 
