@@ -300,6 +300,41 @@ async fn search_and_show_what_the_cli_and_another_client_wrote() -> TestResult {
         .await?
         .expect(0);
     assert!(none.stdout.contains("No services found"), "{}", none.stdout);
+    let cheap = [
+        "search",
+        "--max-price",
+        "0.001",
+        "--currency",
+        "USD",
+        "--region",
+        "DE",
+    ];
+    let cheap = t.run(&cheap).await?.expect(0);
+    assert!(
+        cheap.stdout.contains("No services found"),
+        "{}",
+        cheap.stdout
+    );
+    let affordable = [
+        "search",
+        "--max-price",
+        "0.01",
+        "--currency",
+        "USD",
+        "--region",
+        "DE",
+        "--json",
+    ];
+    assert_eq!(services(&t.run(&affordable).await?.expect(0)).len(), 3);
+    let one = [
+        "search",
+        "--capability",
+        "text.summarize",
+        "--limit",
+        "1",
+        "--json",
+    ];
+    assert_eq!(services(&t.run(&one).await?.expect(0)).len(), 1);
     t.run(&["search", "--capability", "Not A Capability"])
         .await?
         .expect(2);

@@ -137,6 +137,12 @@ async fn login_publish_endorse_revoke_profile() -> TestResult {
         pinned_uri.starts_with(&format!("at://{}/{ENDORSEMENT}/", alice.did)),
         "{pinned_uri}"
     );
+    // The PDS chose a TID as the record key.
+    let tid = pinned_uri.rsplit('/').next().unwrap_or_default();
+    assert!(
+        tid.len() == 13 && tid.bytes().all(|b| matches!(b, b'2'..=b'7' | b'a'..=b'z')),
+        "{pinned_uri}"
+    );
     let open = t.run(&["endorse", &carol.did]).await?.expect(0);
     let open_uri = open.line_value("endorsed").unwrap_or_default();
 
