@@ -1217,3 +1217,41 @@ async fn large_batch(ctx: Ctx) {
     assert!(!all.truncated);
     assert_eq!(store.all_endorsements().await.expect("all").len(), 1_200);
 }
+
+#[tokio::test]
+async fn opens_in_memory_sqlite_and_sqlite_urls() {
+    let mem = Store::open("sqlite::memory:").await.expect("memory");
+    assert_eq!(mem.backend_name(), "sqlite");
+    mem.apply(&batch(vec![upsert_service(&service(&did("m"), "s", "c"))]))
+        .await
+        .expect("apply");
+    // One connection only, so the data is visible to the next call.
+    assert_eq!(mem.stats().await.expect("stats").services, 1);
+    mem.close().await;
+
+    let path = std::env::temp_dir().join(format!("gh_store_url_{}.db", std::process::id()));
+    let url = format!("sqlite://{}", path.display());
+    let store = Store::open(&url)
+        .await
+        .expect("sqlite url creates the file");
+    assert!(path.exists());
+    store.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[tokio::test]
+async fn open_errors_are_typed() {
+    let bad = Store::open("postgres://postgres@127.0.0.1:1/nothing").await;
+    assert!(matches!(bad, Err(StoreError::Connect(_))), "{bad:?}");
+    let bad = Store::open("postgres://[not a url").await;
+    assert!(
+        matches!(bad, Err(StoreError::InvalidLocation(_))),
+        "{bad:?}"
+    );
+    let bad = Store::open("/nonexistent-dir/sub/x.db").await;
+    assert!(matches!(bad, Err(StoreError::Connect(_))), "{bad:?}");
+}
