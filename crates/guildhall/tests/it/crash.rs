@@ -27,6 +27,8 @@ async fn crash(backend: Backend) -> Result<()> {
     gh.wait_ready(Duration::from_secs(60)).await?;
     gh.wait_connected(Duration::from_secs(30)).await?;
 
+    let store = db.store().await?;
+    let source = peer.pds().firehose_url.clone();
     let done = Arc::new(AtomicBool::new(false));
     let load = async {
         let r = peer
@@ -54,7 +56,13 @@ async fn crash(backend: Backend) -> Result<()> {
             gh.check_alive()?;
             gh.kill9()?;
             kills += 1;
-            points.push(format!("{:.1}s", t0.elapsed().as_secs_f64()));
+            // Where it died, and the cursor it had committed by then.
+            let cursor = store.cursor(&source).await?;
+            points.push(format!(
+                "{:.1}s@{}",
+                t0.elapsed().as_secs_f64(),
+                cursor.map_or("-".to_owned(), |c| c.to_string())
+            ));
             // Sometimes restart at once, sometimes let the PDS run ahead.
             tokio::time::sleep(Duration::from_millis(rng.range(0, 1_500))).await;
             gh.start()?;
@@ -67,13 +75,12 @@ async fn crash(backend: Backend) -> Result<()> {
     let (kills, points) = kills?;
     let writes = summary["writes"].as_u64().unwrap_or(0);
     eprintln!(
-        "[{backend:?}] load: {OPS} ops ({MIX}), {writes} record writes in {:.1} s; {kills} kill -9 at {points:?}",
+        "[{backend:?}] load: {OPS} ops ({MIX}), {writes} record writes in {:.1} s; {kills} kill -9 at (time@stored cursor) {points:?}",
         summary["seconds"].as_f64().unwrap_or(0.0)
     );
     ensure!(writes >= 1000, "at least 1,000 writes: {summary}");
     ensure!(kills >= MIN_KILLS, "killed {kills} times");
 
-    let store = db.store().await?;
     let accounts = peer.accounts().to_vec();
     let index = await_index(
         &store,

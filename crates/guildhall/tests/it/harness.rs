@@ -278,7 +278,10 @@ impl Guildhall {
             .with_context(|| format!("opening {}", self.log.display()))?;
         let child = Command::new(env!("CARGO_BIN_EXE_guildhall"))
             .args(&self.args)
-            .env("GUILDHALL_LOG", "info")
+            .env(
+                "GUILDHALL_LOG",
+                std::env::var("GUILDHALL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -391,7 +394,7 @@ impl Guildhall {
 impl Drop for Guildhall {
     fn drop(&mut self) {
         let _ = self.kill9();
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && std::env::var_os("GUILDHALL_TEST_KEEP_LOGS").is_none() {
             let _ = std::fs::remove_file(&self.log);
         } else {
             eprintln!("guildhall log kept at {}", self.log.display());
