@@ -20,5 +20,6 @@ pub fn root() -> PathBuf {
 /// Reads a vector file, failing the test loudly when it is missing: a vector that silently
 /// does not load proves nothing.
 pub fn read(path: &std::path::Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read vector file {}: {e}", path.display()))
 }
