@@ -338,6 +338,59 @@ async fn wrong_password_and_unreachable_hosts_are_explained() -> TestResult {
         .await?
         .expect(0);
 
+    // No --password in a terminal: asked for it, without echo (a pty from util-linux `script`).
+    std::fs::remove_file(t.session_file())?;
+    let line = format!(
+        "'{}' login '{}'",
+        crate::support::bin().display(),
+        alice.handle
+    );
+    let mut cmd = tokio::process::Command::new("script");
+    crate::support::scrub(&mut cmd);
+    for (k, v) in &t.env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        anyhow::bail!("script has no pipes");
+    };
+    // Type the password only once the prompt is up (echo is off by then), then read the rest.
+    let mut seen = Vec::new();
+    let dialogue = async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut buf = [0u8; 4096];
+        let prompt = format!("App password for {}:", alice.handle);
+        while !String::from_utf8_lossy(&seen).contains(&prompt) {
+            let n = stdout.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        stdin.write_all(format!("{pw}\n").as_bytes()).await?;
+        stdout.read_to_end(&mut seen).await?;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), dialogue).await??;
+    let out = child.wait_with_output().await?;
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains(&format!("App password for {}:", alice.handle)),
+        "{shown}"
+    );
+    assert!(shown.contains("Logged in as"), "{shown}");
+    assert!(!shown.contains(&pw), "the password was echoed: {shown}");
+    assert!(t.session_file().exists());
+
     // A PLC that is not there: the host is named.
     let dead = "http://127.0.0.1:9";
     let down = t
