@@ -52,6 +52,10 @@ pub enum OperatorCommand {
     /// Withdraw one of your endorsements (deletes the record).
     #[command(after_help = EXIT_CODES)]
     Revoke(RevokeArgs),
+    /// List the endorsements you have made, as your PDS holds them (with the URIs `revoke`
+    /// takes).
+    #[command(after_help = EXIT_CODES)]
+    Endorsements(EndorsementsArgs),
     /// Your operator profile.
     #[command(subcommand)]
     Profile(ProfileCommand),
@@ -128,6 +132,14 @@ pub struct EndorseArgs {
 pub struct RevokeArgs {
     /// The endorsement's at:// URI, as `endorse` printed it.
     pub uri: String,
+}
+
+/// `guildhall endorsements`.
+#[derive(Debug, Args)]
+pub struct EndorsementsArgs {
+    /// Print the records as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `guildhall profile …`.
@@ -218,6 +230,7 @@ pub async fn run(cmd: OperatorCommand) -> std::process::ExitCode {
         OperatorCommand::Publish(a) => social::publish(&a).await,
         OperatorCommand::Endorse(a) => social::endorse(a).await,
         OperatorCommand::Revoke(a) => social::revoke(&a).await,
+        OperatorCommand::Endorsements(a) => social::endorsements(&a).await,
         OperatorCommand::Profile(ProfileCommand::Set(a)) => social::profile_set(a).await,
         OperatorCommand::Search(a) => query::search(a).await,
         OperatorCommand::Show(a) => query::show(a).await,

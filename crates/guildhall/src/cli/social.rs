@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 use super::error::CliError;
 use super::identity::parse_actor;
 use super::manifest;
-use super::output::{format_datetime, now_datetime, parse_duration, say};
+use super::output::{Table, format_datetime, now_datetime, parse_duration, say};
 use super::session::Authed;
 use super::xrpc::Xrpc;
-use super::{EndorseArgs, InitArgs, ProfileSetArgs, PublishArgs, RevokeArgs};
+use super::{EndorseArgs, EndorsementsArgs, InitArgs, ProfileSetArgs, PublishArgs, RevokeArgs};
 
 fn catalog() -> Result<&'static Catalog, CliError> {
     Ok(Catalog::guildhall()?)
@@ -306,6 +306,88 @@ pub async fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
         authed.did(),
         rkey.as_str()
     ));
+    Ok(())
+}
+
+/// Most pages of listRecords read (100 records each) before stopping.
+const MAX_PAGES: usize = 100;
+
+pub async fn endorsements(args: &EndorsementsArgs) -> Result<(), CliError> {
+    let xrpc = Xrpc::new()?;
+    let mut authed = Authed::open(&xrpc).await?;
+    let mut records = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut params = vec![
+            ("repo", authed.did().to_owned()),
+            ("collection", ENDORSEMENT_NSID.to_owned()),
+            ("limit", "100".to_owned()),
+        ];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+        }
+        let page = authed
+            .query("com.atproto.repo.listRecords", &params)
+            .await?;
+        let batch = page
+            .get("records")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let done = batch.is_empty();
+        records.extend(batch);
+        cursor = str_field(&page, "cursor");
+        if done || cursor.is_none() {
+            break;
+        }
+    }
+    if args.json {
+        let text = serde_json::to_string_pretty(&Value::Array(records))
+            .map_err(|e| CliError::Local(format!("cannot print JSON: {e}")))?;
+        say(text);
+        return Ok(());
+    }
+    if records.is_empty() {
+        say("You have made no endorsements.");
+        return Ok(());
+    }
+    let mut t = Table::new(&[
+        "SUBJECT",
+        "CAPABILITIES",
+        "STRENGTH",
+        "EXPIRES",
+        "PINNED SERVICE",
+        "URI",
+    ]);
+    for r in &records {
+        let v = r.get("value").unwrap_or(&Value::Null);
+        let text = |p: &str| {
+            v.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let caps: Vec<&str> = v
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        t.row(vec![
+            text("/subject"),
+            if caps.is_empty() {
+                "(all)".into()
+            } else {
+                caps.join(",")
+            },
+            v.get("strength")
+                .and_then(Value::as_i64)
+                .map_or_else(|| "50".into(), |n| n.to_string()),
+            text("/expiresAt"),
+            text("/service/uri"),
+            str_field(r, "uri").unwrap_or_default(),
+        ]);
+    }
+    t.print();
     Ok(())
 }
 

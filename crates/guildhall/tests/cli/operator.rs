@@ -205,12 +205,46 @@ async fn login_publish_endorse_revoke_profile() -> TestResult {
     .expect(1);
     assert_eq!(t.records(0, ENDORSEMENT).await?.len(), 2);
 
+    // --- the list of what I endorsed ---------------------------------------------------------
+    let listed = t.run(&["endorsements"]).await?.expect(0);
+    let rows: Vec<&str> = listed.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{}", listed.stdout);
+    let pinned_row = rows
+        .iter()
+        .find(|r| r.contains(&pinned_uri))
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        pinned_row.starts_with(&bob.did)
+            && pinned_row.contains("sms.send")
+            && pinned_row.contains(&bob_uri),
+        "{pinned_row}"
+    );
+    let open_row = rows
+        .iter()
+        .find(|r| r.contains(&open_uri))
+        .copied()
+        .unwrap_or_default();
+    assert!(
+        open_row.starts_with(&carol.did) && open_row.contains("(all)"),
+        "{open_row}"
+    );
+    let listed: Value =
+        serde_json::from_str(&t.run(&["endorsements", "--json"]).await?.expect(0).stdout)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
     // --- revoke ------------------------------------------------------------------------------
     let revoked = t.run(&["revoke", &pinned_uri]).await?.expect(0);
     assert!(revoked.stdout.contains(&pinned_uri), "{}", revoked.stdout);
     let ends = t.records(0, ENDORSEMENT).await?;
     assert_eq!(ends.len(), 1);
     assert!(open_uri.ends_with(&ends[0].0));
+    let listed = t.run(&["endorsements"]).await?.expect(0);
+    assert!(
+        !listed.stdout.contains(&pinned_uri) && listed.stdout.contains(&open_uri),
+        "{}",
+        listed.stdout
+    );
     let again = t.run(&["revoke", &pinned_uri]).await?.expect(1);
     assert!(again.stderr.contains("no endorsement"), "{}", again.stderr);
     t.run(&[
