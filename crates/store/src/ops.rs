@@ -291,8 +291,8 @@ macro_rules! backend_ops {
             query.fetch_all(pool).await.map_err(q)
         }
 
-        /// `head VALUES (...),(...) tail` in chunks.
-        async fn insert_rows(
+        /// `head VALUES (...),(...) tail` in chunks (SQLite's bulk path, PostgreSQL's fallback).
+        async fn values_insert(
             c: &mut Conn,
             head: &str,
             cols: usize,
@@ -541,7 +541,7 @@ macro_rules! backend_ops {
                     ]
                 })
                 .collect();
-            insert_rows(
+            bulk_insert(
                 c,
                 "INSERT INTO records (uri, did, collection, rkey, cid, bytes, indexed_at)",
                 7,
@@ -590,7 +590,7 @@ macro_rules! backend_ops {
                     })
                     .collect();
                 rows.reverse();
-                insert_rows(
+                bulk_insert(
                     c,
                     "INSERT INTO operators (did, display_name, description, website, contact, \
                      profile_uri, profile_cid, updated_at)",
@@ -667,7 +667,7 @@ macro_rules! backend_ops {
                     ]
                 })
                 .collect();
-            insert_rows(
+            bulk_insert(
                 c,
                 "INSERT INTO services (uri, did, rkey, cid, name, description, version, created_at, \
                  latency_p95_ms, availability_bp, success_rate_bp, record_json, search_text, indexed_at)",
@@ -692,12 +692,12 @@ macro_rules! backend_ops {
                     .collect()
             };
             let caps = pairs(|s| &s.capabilities);
-            insert_rows(c, "INSERT INTO service_capabilities (uri, capability)", 2, &caps, "").await?;
+            bulk_insert(c, "INSERT INTO service_capabilities (uri, capability)", 2, &caps, "").await?;
             let regions = pairs(|s| &s.regions);
-            insert_rows(c, "INSERT INTO service_regions (uri, region)", 2, &regions, "").await?;
+            bulk_insert(c, "INSERT INTO service_regions (uri, region)", 2, &regions, "").await?;
             let tags = pairs(|s| &s.tags);
-            insert_rows(c, "INSERT INTO service_tags (uri, tag)", 2, &tags, "").await?;
-            insert_rows(
+            bulk_insert(c, "INSERT INTO service_tags (uri, tag)", 2, &tags, "").await?;
+            bulk_insert(
                 c,
                 "INSERT INTO service_prices (uri, idx, model, currency, amount, amount_nanos, unit, period)",
                 8,
@@ -734,7 +734,7 @@ macro_rules! backend_ops {
                     ]
                 })
                 .collect();
-            insert_rows(
+            bulk_insert(
                 c,
                 "INSERT INTO endorsements (uri, author, rkey, cid, subject, service_uri, service_cid, \
                  strength, comment, created_at, expires_at, indexed_at)",
@@ -755,7 +755,7 @@ macro_rules! backend_ops {
                     })
                 })
                 .collect();
-            insert_rows(c, "INSERT INTO endorsement_capabilities (uri, capability)", 2, &caps, "").await?;
+            bulk_insert(c, "INSERT INTO endorsement_capabilities (uri, capability)", 2, &caps, "").await?;
             Ok(())
         }
 
@@ -769,7 +769,7 @@ macro_rules! backend_ops {
                 .into_iter()
                 .map(|d| vec![Arg::Text(Cow::Borrowed(d.as_str())), Arg::Text(Cow::Borrowed("pending")), Arg::Int(now)])
                 .collect();
-            insert_rows(&mut c, "INSERT INTO backfill (did, status, updated_at)", 3, &rows, "ON CONFLICT (did) DO NOTHING").await
+            bulk_insert(&mut c, "INSERT INTO backfill (did, status, updated_at)", 3, &rows, "ON CONFLICT (did) DO NOTHING").await
         }
 
         // ---------------------------------------------------------------- read path
@@ -1293,8 +1293,100 @@ pub(crate) mod sqlite {
         sqlx::SqlitePool,
         false
     );
+
+    /// Multi-row inserts: multi-row VALUES statements.
+    async fn bulk_insert(
+        c: &mut Conn,
+        head: &str,
+        cols: usize,
+        rows: &[Vec<Arg<'_>>],
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        values_insert(c, head, cols, rows, tail).await
+    }
 }
 
 pub(crate) mod pg {
     backend_ops!(sqlx::Postgres, sqlx::PgConnection, sqlx::PgPool, true);
+
+    /// One column of a bulk insert, bound as a PostgreSQL array.
+    enum Column {
+        Text(Vec<Option<String>>),
+        Int(Vec<Option<i64>>),
+        Bool(Vec<bool>),
+        Bytes(Vec<Vec<u8>>),
+    }
+
+    /// Rows to per-column arrays; `None` if the rows disagree on a column's type.
+    fn columns(rows: &[Vec<Arg<'_>>]) -> Option<Vec<Column>> {
+        let first = rows.first()?;
+        let n = rows.len();
+        let mut cols: Vec<Column> = first
+            .iter()
+            .map(|a| match a {
+                Arg::Text(_) | Arg::OptText(_) => Column::Text(Vec::with_capacity(n)),
+                Arg::Int(_) | Arg::OptInt(_) => Column::Int(Vec::with_capacity(n)),
+                Arg::Bool(_) => Column::Bool(Vec::with_capacity(n)),
+                Arg::Bytes(_) => Column::Bytes(Vec::with_capacity(n)),
+            })
+            .collect();
+        for row in rows {
+            if row.len() != cols.len() {
+                return None;
+            }
+            for (col, a) in cols.iter_mut().zip(row) {
+                match (col, a) {
+                    (Column::Text(v), Arg::Text(s)) => v.push(Some(clean(s))),
+                    (Column::Text(v), Arg::OptText(s)) => v.push(s.map(clean)),
+                    (Column::Int(v), Arg::Int(i)) => v.push(Some(*i)),
+                    (Column::Int(v), Arg::OptInt(i)) => v.push(*i),
+                    (Column::Bool(v), Arg::Bool(b)) => v.push(*b),
+                    (Column::Bytes(v), Arg::Bytes(b)) => v.push(b.to_vec()),
+                    _ => return None,
+                }
+            }
+        }
+        Some(cols)
+    }
+
+    /// Multi-row inserts as `INSERT ... SELECT * FROM UNNEST($1::text[], ...)`: one short
+    /// statement whatever the row count, so PostgreSQL parses and plans it once.
+    async fn bulk_insert(
+        c: &mut Conn,
+        head: &str,
+        cols: usize,
+        rows: &[Vec<Arg<'_>>],
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(10_000) {
+            let Some(columns) = columns(chunk) else {
+                return values_insert(c, head, cols, chunk, tail).await;
+            };
+            let types: Vec<String> = columns
+                .iter()
+                .enumerate()
+                .map(|(i, col)| {
+                    let t = match col {
+                        Column::Text(_) => "text",
+                        Column::Int(_) => "int8",
+                        Column::Bool(_) => "bool",
+                        Column::Bytes(_) => "bytea",
+                    };
+                    format!("${}::{t}[]", i + 1)
+                })
+                .collect();
+            let sql = format!("{head} SELECT * FROM UNNEST({}) {tail}", types.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for col in columns {
+                query = match col {
+                    Column::Text(v) => query.bind(v),
+                    Column::Int(v) => query.bind(v),
+                    Column::Bool(v) => query.bind(v),
+                    Column::Bytes(v) => query.bind(v),
+                };
+            }
+            query.execute(&mut *c).await.map_err(q)?;
+        }
+        Ok(())
+    }
 }
