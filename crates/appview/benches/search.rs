@@ -1,5 +1,5 @@
 //! searchServices benchmark: the in-memory half of the handler (candidates → ranked,
-//! explained services, exactly what `search::rank_candidates` does per request) on a
+//! explained services: `search::rank_candidates` plus the first page's views, per request) on a
 //! synthetic 1M-operator / 10M-endorsement / 100k-service world, against the same question
 //! answered by a PostgreSQL recursive CTE (depth ≤ 3) over the same edges.
 //!
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use guildhall_appview::search::rank_candidates;
 use guildhall_appview::{TrustIndex, TrustIndexOptions};
-use guildhall_trust::{BuildOptions, RankOptions, TrustGraph};
+use guildhall_trust::{BuildOptions, CandidateProvider, RankOptions, TrustGraph};
 use sqlx::Connection;
 
 fn env(name: &str, default: usize) -> usize {
@@ -235,31 +235,68 @@ fn main() {
     let rank_opts = RankOptions::default();
     let caps: Vec<String> = (0..CAPS).map(capability).collect();
 
+    let providers: Vec<Vec<CandidateProvider>> = by_cap
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|c| CandidateProvider {
+                    operator: c.did.clone(),
+                    service: c.uri.clone(),
+                    quality_ppm: 0,
+                })
+                .collect()
+        })
+        .collect();
+    // Three interleaved passes over the query set; per query the fastest, which discards
+    // passes that lost the shared cores to other processes (the machine is shared).
     let run = |label: &str, qs: &[(usize, usize)]| -> Vec<Duration> {
-        let mut times = Vec::with_capacity(qs.len());
+        let mut best = vec![Duration::MAX; qs.len()];
+        let mut core = vec![Duration::MAX; qs.len()];
         let (mut reached, mut cands) = (0usize, 0usize);
-        for (v, k) in qs {
-            let viewer = did(*v);
-            let t = Instant::now();
-            let (ranked, _) = rank_candidates(
-                &index,
-                Some(&viewer),
-                Some(&caps[*k]),
-                &by_cap[*k],
-                NOW_US,
-                &rank_opts,
-            );
-            times.push(t.elapsed());
-            cands += by_cap[*k].len();
-            reached += ranked.iter().filter(|r| r.trust.basis == "graph").count();
-            black_box(ranked);
+        for pass in 0..3 {
+            for (i, (v, k)) in qs.iter().enumerate() {
+                let viewer = did(*v);
+                // The SQL result the handler owns; cloning it is not part of the handler.
+                let owned = by_cap[*k].clone();
+                let t = Instant::now();
+                let (list, _) = rank_candidates(
+                    &index,
+                    Some(&viewer),
+                    Some(&caps[*k]),
+                    owned,
+                    NOW_US,
+                    &rank_opts,
+                );
+                let page = list.page(0, 25);
+                best[i] = best[i].min(t.elapsed());
+                black_box(&page);
+                let t = Instant::now();
+                black_box(index.rank(
+                    Some(&viewer),
+                    Some(&caps[*k]),
+                    &providers[*k],
+                    NOW_US,
+                    &rank_opts,
+                ));
+                core[i] = core[i].min(t.elapsed());
+                if pass == 0 {
+                    cands += by_cap[*k].len();
+                    reached += list
+                        .page(0, list.len())
+                        .iter()
+                        .filter(|r| r.trust.basis == "graph")
+                        .count();
+                }
+                black_box(list);
+            }
         }
         eprintln!(
             "{label}: {:.0} candidates/query, {:.1} reached from the viewer/query",
             cands as f64 / qs.len() as f64,
             reached as f64 / qs.len() as f64
         );
-        times
+        summary(&format!("{label} [TrustGraph::rank alone]"), &mut core);
+        best
     };
 
     let uniform = queries(n, nq, 7, false);
@@ -293,15 +330,17 @@ fn main() {
             .iter()
             .map(|(v, k)| {
                 let viewer = did(*v);
+                let owned = by_cap[*k].clone();
                 let t = Instant::now();
-                black_box(rank_candidates(
+                let (list, _) = rank_candidates(
                     &small,
                     Some(&viewer),
                     Some(&caps[*k]),
-                    &by_cap[*k],
+                    owned,
                     NOW_US,
                     &rank_opts,
-                ));
+                );
+                black_box(list.page(0, 25));
                 t.elapsed()
             })
             .collect();

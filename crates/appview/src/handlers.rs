@@ -85,17 +85,17 @@ async fn service_views(
 fn rank_services(
     state: &AppState,
     viewer: Option<&str>,
-    candidates: &[ServiceCandidate],
+    candidates: Vec<ServiceCandidate>,
 ) -> Vec<RankedService> {
-    rank_candidates(
+    let (list, _) = rank_candidates(
         &state.trust,
         viewer,
         None,
         candidates,
         now_us(),
         &state.inner.rank_opts,
-    )
-    .0
+    );
+    list.page(0, list.len())
 }
 
 fn candidate(row: &guildhall_store::ServiceRow) -> ServiceCandidate {
@@ -226,7 +226,11 @@ pub async fn get_service(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
         .service(uri.as_str())
         .await?
         .ok_or_else(|| XrpcError::NotFound("no such service is indexed".into()))?;
-    let ranked = rank_services(&s, viewer.as_ref().map(|d| d.as_str()), &[candidate(&row)]);
+    let ranked = rank_services(
+        &s,
+        viewer.as_ref().map(|d| d.as_str()),
+        vec![candidate(&row)],
+    );
     let mut views = service_views(&s.store, ranked).await?;
     let view = views
         .pop()
@@ -247,7 +251,7 @@ pub async fn get_operator(State(s): State<AppState>, RawQuery(raw): RawQuery) ->
     let services = s.store.services_of(&row.did).await?;
     let counts = s.store.endorsement_counts(&row.did).await?;
     let candidates: Vec<ServiceCandidate> = services.iter().map(candidate).collect();
-    let ranked = rank_services(&s, viewer.as_ref().map(|d| d.as_str()), &candidates);
+    let ranked = rank_services(&s, viewer.as_ref().map(|d| d.as_str()), candidates);
     // Services keep their URI order here: ranking one operator's services against each other
     // would only sort by the same trust value.
     let mut by_uri: BTreeMap<String, RankedService> =

@@ -15,7 +15,7 @@
 //! Filters run in SQL ([`guildhall_store::Store::search_candidates`]); ranking runs in memory
 //! on the [`TrustIndex`], which `serve` loads at start and keeps current from ingestion:
 //!
-//! ```ignore
+//! ```text
 //! let trust = TrustIndex::load(&store).await?;
 //! trust.spawn_updates(indexer.committed.subscribe(), store.clone());
 //! let state = AppState::new(store, metrics, trust, AppConfig { anchors, ..AppConfig::default() });

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use guildhall_store::{ServiceCandidate, ServiceQuery};
-use guildhall_trust::{CandidateProvider, RankOptions};
+use guildhall_trust::{CandidateProvider, RankOptions, Ranked};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -114,16 +114,56 @@ pub fn quality_ppm(_c: &ServiceCandidate) -> u32 {
     0
 }
 
+/// A ranked candidate list: the SQL candidates and the ranker's answer, converted to views
+/// only for the page shown (formatting paths of every candidate would cost more than
+/// ranking them).
+#[derive(Debug, Clone, Default)]
+pub struct RankedList {
+    candidates: Vec<ServiceCandidate>,
+    ranked: Vec<Ranked>,
+}
+
+impl RankedList {
+    /// Ranked entries.
+    pub fn len(&self) -> usize {
+        self.ranked.len()
+    }
+
+    /// Whether nothing matched.
+    pub fn is_empty(&self) -> bool {
+        self.ranked.is_empty()
+    }
+
+    /// Entries `offset..offset + limit` as ranked services.
+    pub fn page(&self, offset: usize, limit: usize) -> Vec<RankedService> {
+        let end = offset.saturating_add(limit).min(self.ranked.len());
+        self.ranked
+            .get(offset..end)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                let c = self.candidates.get(r.candidate)?;
+                Some(RankedService {
+                    uri: c.uri.clone(),
+                    did: c.did.clone(),
+                    cid: c.cid.clone(),
+                    trust: TrustInfo::from_ranked(r),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Ranks SQL candidates with the trust index: the in-memory half of searchServices.
 /// `capability` is the one the edge weights are scoped to (the first one queried).
 pub fn rank_candidates(
     index: &TrustIndex,
     viewer: Option<&str>,
     capability: Option<&str>,
-    candidates: &[ServiceCandidate],
+    candidates: Vec<ServiceCandidate>,
     now_us: i64,
     opts: &RankOptions,
-) -> (Vec<RankedService>, u64) {
+) -> (RankedList, u64) {
     let providers: Vec<CandidateProvider> = candidates
         .iter()
         .map(|c| CandidateProvider {
@@ -133,19 +173,7 @@ pub fn rank_candidates(
         })
         .collect();
     let (ranked, generation) = index.rank(viewer, capability, &providers, now_us, opts);
-    let out = ranked
-        .iter()
-        .filter_map(|r| {
-            let c = candidates.get(r.candidate)?;
-            Some(RankedService {
-                uri: c.uri.clone(),
-                did: c.did.clone(),
-                cid: c.cid.clone(),
-                trust: TrustInfo::from_ranked(r),
-            })
-        })
-        .collect();
-    (out, generation)
+    (RankedList { candidates, ranked }, generation)
 }
 
 /// A cached ranked list.
@@ -154,7 +182,7 @@ struct Snapshot {
     id: u64,
     query_hash: u64,
     created: Instant,
-    list: Arc<Vec<RankedService>>,
+    list: Arc<RankedList>,
 }
 
 /// Recently ranked lists, bounded by total entries and age.
@@ -185,7 +213,7 @@ impl SnapshotCache {
         }
     }
 
-    fn insert(&self, query_hash: u64, list: Arc<Vec<RankedService>>) -> u64 {
+    fn insert(&self, query_hash: u64, list: Arc<RankedList>) -> u64 {
         let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let id = c.next_id;
         c.next_id += 1;
@@ -213,7 +241,7 @@ impl SnapshotCache {
         id
     }
 
-    fn get(&self, id: u64, query_hash: u64) -> Option<Arc<Vec<RankedService>>> {
+    fn get(&self, id: u64, query_hash: u64) -> Option<Arc<RankedList>> {
         let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         c.items
             .iter()
@@ -267,7 +295,7 @@ pub async fn search(state: &AppState, req: &SearchRequest) -> Result<SearchPage,
         }
     };
     let end = offset.saturating_add(limit).min(list.len());
-    let services = list.get(offset..end).map(<[_]>::to_vec).unwrap_or_default();
+    let services = list.page(offset, limit);
     let cursor = (end < list.len()).then(|| {
         SearchCursor {
             snapshot,
@@ -285,7 +313,7 @@ async fn rank_all(
     state: &AppState,
     req: &SearchRequest,
     now: i64,
-) -> Result<(Vec<RankedService>, u64), XrpcError> {
+) -> Result<(RankedList, u64), XrpcError> {
     let set = state
         .store
         .search_candidates(&req.filters, state.config.candidate_cap)
@@ -301,7 +329,7 @@ async fn rank_all(
         &state.trust,
         req.viewer.as_deref(),
         capability,
-        &set.candidates,
+        set.candidates,
         now,
         &state.inner.rank_opts,
     ))
