@@ -149,7 +149,9 @@ pub(crate) fn build_search<'a>(
     if let Some(after) = &query.after {
         push(&mut sql, " AND s.uri > {}", Arg::Text(Cow::Borrowed(after)));
     }
-    for cap in &query.capabilities {
+    // Repeats add nothing but a subquery each.
+    let caps: std::collections::BTreeSet<&'a String> = query.capabilities.iter().collect();
+    for cap in caps {
         push(
             &mut sql,
             " AND s.uri IN (SELECT c.uri FROM service_capabilities c WHERE c.capability = {})",

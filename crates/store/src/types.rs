@@ -337,7 +337,8 @@ pub struct ServiceQuery {
     /// Whitespace-separated words; each must occur (case-insensitively) in the name,
     /// description, tags or capabilities. At most [`crate::MAX_QUERY_WORDS`] words are used.
     pub q: Option<String>,
-    /// Every one of these capabilities must be offered.
+    /// Every one of these capabilities must be offered (each distinct one adds a subquery:
+    /// callers should bound the list, e.g. to the lexicon's 32).
     pub capabilities: Vec<String>,
     /// Region code that must be served.
     pub region: Option<String>,
