@@ -1178,6 +1178,27 @@ async fn backfill_queue(ctx: Ctx) {
         vec![did("a")]
     );
     assert_eq!(store.stats().await.expect("stats").backfill_pending, 2);
+    assert!(store.backfill_done(&did("b")).await.expect("done?"));
+    assert!(!store.backfill_done(&did("a")).await.expect("done?"));
+    assert!(!store.backfill_done(&did("unknown")).await.expect("done?"));
+
+    assert!(store.tracked_dids().await.expect("tracked").is_empty());
+    let repo = |n: &str| {
+        Change::SetRepo(RepoRow {
+            did: did(n),
+            rev: None,
+            data_cid: None,
+            status: RepoStatus::Resyncing,
+        })
+    };
+    store
+        .apply(&batch(vec![repo("z"), repo("b"), repo("z")]))
+        .await
+        .expect("repos");
+    assert_eq!(
+        store.tracked_dids().await.expect("tracked"),
+        vec![did("b"), did("z")]
+    );
 }
 
 async fn large_batch(ctx: Ctx) {
