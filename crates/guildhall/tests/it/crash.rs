@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 
 use crate::both;
-use crate::harness::{Backend, Db, Guildhall, Rng, await_index, check_integrity, metric, peer};
+use crate::harness::{
+    Backend, Db, Guildhall, Rng, await_index, check_integrity, metric, peer_with,
+};
 
 /// load.mjs operations, mostly applyWrites (2 to 4 writes each): over 1,000 record writes in
 /// fewer PDS round trips, which keeps the test short on a loaded machine.
@@ -21,14 +23,20 @@ const MIN_KILLS: u32 = 5;
 async fn crash(backend: Backend) -> Result<()> {
     let t0 = Instant::now();
     let mut rng = Rng::from_env();
-    let peer = peer(3).await?;
+    // Two PDSes, so the indexer follows two firehoses and commits two cursors.
+    let peer = peer_with(4, 2).await?;
     let db = Db::fresh(backend).await?;
     let mut gh = Guildhall::serve(&db, &peer)?;
     gh.wait_ready(Duration::from_secs(60)).await?;
     gh.wait_connected(Duration::from_secs(30)).await?;
 
     let store = db.store().await?;
-    let source = peer.pds().firehose_url.clone();
+    let sources: Vec<String> = peer
+        .info()
+        .pdses
+        .iter()
+        .map(|p| p.firehose_url.clone())
+        .collect();
     let done = Arc::new(AtomicBool::new(false));
     let load = async {
         let r = peer
@@ -56,12 +64,20 @@ async fn crash(backend: Backend) -> Result<()> {
             gh.check_alive()?;
             gh.kill9()?;
             kills += 1;
-            // Where it died, and the cursor it had committed by then.
-            let cursor = store.cursor(&source).await?;
+            // Where it died, and the cursors it had committed by then.
+            let mut cursors = Vec::new();
+            for s in &sources {
+                cursors.push(
+                    store
+                        .cursor(s)
+                        .await?
+                        .map_or("-".to_owned(), |c| c.to_string()),
+                );
+            }
             points.push(format!(
                 "{:.1}s@{}",
                 t0.elapsed().as_secs_f64(),
-                cursor.map_or("-".to_owned(), |c| c.to_string())
+                cursors.join("/")
             ));
             // Sometimes restart at once, sometimes let the PDS run ahead.
             tokio::time::sleep(Duration::from_millis(rng.range(0, 1_500))).await;

@@ -206,16 +206,22 @@ impl Drop for Db {
     }
 }
 
-/// Starts a peer with `accounts` accounts, printing how long it took.
+/// Starts a peer with `accounts` accounts on one PDS, printing how long it took.
 pub async fn peer(accounts: usize) -> Result<Peer> {
+    peer_with(accounts, 1).await
+}
+
+/// Starts a peer with `accounts` accounts spread over `pdses` PDSes.
+pub async fn peer_with(accounts: usize, pdses: usize) -> Result<Peer> {
     let t = Instant::now();
     let peer = Peer::start(PeerOptions {
         accounts,
+        pds_count: pdses,
         ..PeerOptions::default()
     })
     .await?;
     eprintln!(
-        "peer: {accounts} accounts, READY in {:.1} s (its own start-up {} ms)",
+        "peer: {accounts} accounts on {pdses} PDS(es), READY in {:.1} s (its own start-up {} ms)",
         t.elapsed().as_secs_f64(),
         peer.info().startup_ms
     );
@@ -239,18 +245,16 @@ pub struct Guildhall {
 }
 
 impl Guildhall {
-    /// `guildhall serve` on the peer's firehose, resolving DIDs from its PLC and handles
-    /// through its PDS.
+    /// `guildhall serve` on the firehose of every PDS of the peer, resolving DIDs from its PLC
+    /// and handles through its first PDS.
     pub fn serve(db: &Db, peer: &Peer) -> Result<Guildhall> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut args = vec!["serve".to_owned()];
         args.extend(ingest_args(db, peer));
-        args.extend([
-            "--firehose".to_owned(),
-            peer.pds().firehose_url.clone(),
-            "--listen".to_owned(),
-            addr.to_string(),
-        ]);
+        for pds in &peer.info().pdses {
+            args.extend(["--firehose".to_owned(), pds.firehose_url.clone()]);
+        }
+        args.extend(["--listen".to_owned(), addr.to_string()]);
         let log = std::env::temp_dir().join(format!("{}.log", unique("gh_e2e_guildhall")));
         let mut g = Guildhall {
             child: None,
