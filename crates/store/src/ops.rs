@@ -509,8 +509,14 @@ macro_rules! backend_ops {
             Ok(())
         }
 
-        fn dedup_sorted(items: &[String]) -> BTreeSet<&str> {
-            items.iter().map(String::as_str).collect()
+        /// Distinct values as they will be stored: deduplicated after [`clean`], since two
+        /// values that differ only by U+0000 vs U+FFFD become one row and would otherwise
+        /// break the primary key and fail the whole batch, again on every replay.
+        fn dedup_sorted(items: &[String]) -> BTreeSet<Cow<'_, str>> {
+            items
+                .iter()
+                .map(|v| if v.contains('\0') { Cow::Owned(clean(v)) } else { Cow::Borrowed(v.as_str()) })
+                .collect()
         }
 
         /// Writes a run of consecutive upserts with multi-row statements.
@@ -688,7 +694,7 @@ macro_rules! backend_ops {
                     .iter()
                     .flat_map(|(r, s)| {
                         dedup_sorted(f(s)).into_iter().map(move |v| {
-                            vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(Cow::Borrowed(v))]
+                            vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(v)]
                         })
                     })
                     .collect()
@@ -753,7 +759,7 @@ macro_rules! backend_ops {
                 .iter()
                 .flat_map(|(r, e)| {
                     dedup_sorted(&e.capabilities).into_iter().map(move |v| {
-                        vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(Cow::Borrowed(v))]
+                        vec![Arg::Text(Cow::Borrowed(r.uri.as_str())), Arg::Text(v)]
                     })
                 })
                 .collect();

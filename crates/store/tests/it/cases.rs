@@ -18,6 +18,7 @@ both!(
     replaying_a_batch_changes_nothing,
     failing_change_rolls_back_batch,
     duplicate_uris_in_one_batch_last_wins,
+    values_equal_once_stored_are_one_row,
     filters,
     search_pagination_is_stable,
     endorsement_pagination_is_stable,
@@ -732,6 +733,28 @@ async fn duplicate_uris_in_one_batch_last_wins(ctx: Ctx) {
         store.service(&v3.uri).await.expect("svc").map(|s| s.cid),
         Some("c3".into())
     );
+}
+
+/// Tags, capabilities and regions that differ only by U+0000 vs U+FFFD are one value once
+/// stored; a record holding both must still index (it once broke the primary key and failed
+/// its batch on every replay, stopping ingestion).
+async fn values_equal_once_stored_are_one_row(ctx: Ctx) {
+    let store = &ctx.store;
+    let a = did("a");
+    let mut v = service(&a, "nul", "c1");
+    v.tags = vec!["x\u{0}".into(), "x\u{FFFD}".into()];
+    v.capabilities = vec!["cap\u{0}".into(), "cap\u{FFFD}".into()];
+    let mut e = endorsement(&a, "t", &did("b"));
+    e.capabilities = vec!["e\u{0}".into(), "e\u{FFFD}".into()];
+    store
+        .apply(&batch(vec![upsert_service(&v), upsert_endorsement(&e)]))
+        .await
+        .expect("a record with both spellings indexes");
+    let got = store.service(&v.uri).await.expect("svc").expect("present");
+    assert_eq!(got.tags, vec!["x\u{FFFD}".to_owned()]);
+    assert_eq!(got.capabilities, vec!["cap\u{FFFD}".to_owned()]);
+    let all = store.all_endorsements().await.expect("all");
+    assert_eq!(all[0].capabilities, vec!["e\u{FFFD}".to_owned()]);
 }
 
 fn uris(hits: &[ServiceHit]) -> BTreeSet<String> {
