@@ -91,7 +91,7 @@ fn rank_services(
         &state.trust,
         viewer,
         None,
-        candidates,
+        std::sync::Arc::new(candidates),
         now_us(),
         &state.inner.rank_opts,
     );

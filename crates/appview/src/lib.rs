@@ -75,6 +75,9 @@ pub struct AppConfig {
     pub snapshot_entries: usize,
     /// How long a ranked list stays available to cursors.
     pub snapshot_ttl: Duration,
+    /// How long a candidate set read from SQL may be reused while the trust index has not
+    /// changed (zero turns the cache off).
+    pub candidate_cache_ttl: Duration,
 }
 
 impl Default for AppConfig {
@@ -88,6 +91,7 @@ impl Default for AppConfig {
             candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
             snapshot_entries: 50_000,
             snapshot_ttl: Duration::from_secs(600),
+            candidate_cache_ttl: Duration::from_secs(2),
         }
     }
 }
@@ -97,6 +101,7 @@ impl Default for AppConfig {
 pub struct Inner {
     limiter: ratelimit::RateLimiter,
     snapshots: search::SnapshotCache,
+    candidates: search::CandidateCache,
     rank_opts: RankOptions,
 }
 
@@ -125,6 +130,7 @@ impl AppState {
         let inner = Inner {
             limiter: ratelimit::RateLimiter::new(config.rate_limit_per_minute),
             snapshots: search::SnapshotCache::new(config.snapshot_entries, config.snapshot_ttl),
+            candidates: search::CandidateCache::new(256, config.candidate_cache_ttl),
             rank_opts: RankOptions {
                 anchors: config.anchors.clone(),
                 ..RankOptions::default()

@@ -119,7 +119,7 @@ pub fn quality_ppm(_c: &ServiceCandidate) -> u32 {
 /// ranking them).
 #[derive(Debug, Clone, Default)]
 pub struct RankedList {
-    candidates: Vec<ServiceCandidate>,
+    candidates: Arc<Vec<ServiceCandidate>>,
     ranked: Vec<Ranked>,
 }
 
@@ -160,7 +160,7 @@ pub fn rank_candidates(
     index: &TrustIndex,
     viewer: Option<&str>,
     capability: Option<&str>,
-    candidates: Vec<ServiceCandidate>,
+    candidates: Arc<Vec<ServiceCandidate>>,
     now_us: i64,
     opts: &RankOptions,
 ) -> (RankedList, u64) {
@@ -314,9 +314,38 @@ async fn rank_all(
     req: &SearchRequest,
     now: i64,
 ) -> Result<(RankedList, u64), XrpcError> {
+    let candidates = candidates(state, &req.filters).await?;
+    let capability = req.filters.capabilities.first().map(String::as_str);
+    Ok(rank_candidates(
+        &state.trust,
+        req.viewer.as_deref(),
+        capability,
+        candidates,
+        now,
+        &state.inner.rank_opts,
+    ))
+}
+
+/// The SQL candidates of `filters`, from a short-lived cache when the index has not changed
+/// since they were read. Every service write, deletion or visibility change reaches the
+/// trust index through the same broadcast and moves its generation, so a cached set is
+/// never older than the index it is ranked against; the TTL bounds staleness when no
+/// broadcast arrives at all (an AppView running apart from ingestion).
+async fn candidates(
+    state: &AppState,
+    filters: &ServiceQuery,
+) -> Result<Arc<Vec<ServiceCandidate>>, XrpcError> {
+    let key = query_hash(&SearchRequest {
+        filters: filters.clone(),
+        ..SearchRequest::default()
+    });
+    let generation = state.trust.generation();
+    if let Some(hit) = state.inner.candidates.get(key, generation) {
+        return Ok(hit);
+    }
     let set = state
         .store
-        .search_candidates(&req.filters, state.config.candidate_cap)
+        .search_candidates(filters, state.config.candidate_cap)
         .await?;
     if set.truncated {
         tracing::debug!(
@@ -324,13 +353,51 @@ async fn rank_all(
             "search candidates truncated at the cap"
         );
     }
-    let capability = req.filters.capabilities.first().map(String::as_str);
-    Ok(rank_candidates(
-        &state.trust,
-        req.viewer.as_deref(),
-        capability,
-        set.candidates,
-        now,
-        &state.inner.rank_opts,
-    ))
+    let list = Arc::new(set.candidates);
+    state
+        .inner
+        .candidates
+        .put(key, generation, Arc::clone(&list));
+    Ok(list)
+}
+
+/// One cached set: filter hash, index generation, when it was read, the candidates.
+type CachedSet = (u64, u64, Instant, Arc<Vec<ServiceCandidate>>);
+
+/// Recently read candidate sets, keyed by filter hash and index generation.
+#[derive(Debug)]
+pub struct CandidateCache {
+    inner: Mutex<VecDeque<CachedSet>>,
+    max_sets: usize,
+    ttl: Duration,
+}
+
+impl CandidateCache {
+    /// At most `max_sets` sets, each for at most `ttl`; a zero TTL disables caching.
+    pub fn new(max_sets: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(VecDeque::new()),
+            max_sets,
+            ttl,
+        }
+    }
+
+    fn get(&self, key: u64, generation: u64) -> Option<Arc<Vec<ServiceCandidate>>> {
+        let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        c.iter()
+            .find(|(k, g, t, _)| *k == key && *g == generation && t.elapsed() < self.ttl)
+            .map(|(_, _, _, v)| Arc::clone(v))
+    }
+
+    fn put(&self, key: u64, generation: u64, list: Arc<Vec<ServiceCandidate>>) {
+        if self.ttl.is_zero() || self.max_sets == 0 {
+            return;
+        }
+        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        c.retain(|(k, g, t, _)| *k != key && *g == generation && t.elapsed() < self.ttl);
+        while c.len() >= self.max_sets {
+            c.pop_front();
+        }
+        c.push_back((key, generation, Instant::now(), list));
+    }
 }

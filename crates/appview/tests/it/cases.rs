@@ -682,6 +682,23 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     );
     assert_eq!(v["services"][1]["trust"]["path"][0]["uri"], e.uri.as_str());
 
+    // A new service appears although the same filters were just answered (and cached).
+    let svc = service(&did("p5"), "p5-sms", &["sms.send"]);
+    let changes = vec![upsert_service(&svc)];
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(operators_of(&v).len(), 5, "{v}");
+    assert!(operators_of(&v).contains(&did("p5")));
+
     // A lagged receiver rebuilds from the store and still converges.
     let (tx2, rx2) = broadcast::channel(1);
     let (_app2, trust2) = crate::data::app(&ctx.store, config()).await;
