@@ -1,9 +1,17 @@
-//! Identity resolution for the CLI: handle → DID (an XRPC resolver or HTTPS well-known), DID →
-//! DID document (PLC or did:web), and from the document the account's PDS.
+//! Identity resolution for the CLI: handle → DID (an XRPC resolver, or DNS TXT
+//! `_atproto.<handle>` then HTTPS well-known), DID → DID document (PLC or did:web), and from the
+//! document the account's PDS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use guildhall_proto::identity::DidDocument;
 use guildhall_proto::syntax::{AtIdentifier, Did, Handle};
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
 use serde_json::Value;
 use url::Url;
 
@@ -17,11 +25,17 @@ pub struct IdentityArgs {
     #[arg(long, env = "GUILDHALL_PLC", default_value = "https://plc.directory")]
     pub plc: Url,
     /// An XRPC service answering com.atproto.identity.resolveHandle (any PDS does) used to
-    /// turn handles into DIDs; without it, handles are looked up at
-    /// https://<handle>/.well-known/atproto-did.
+    /// turn handles into DIDs; without it, handles are looked up in DNS (TXT
+    /// _atproto.<handle>), then at https://<handle>/.well-known/atproto-did.
     #[arg(long = "resolver", env = "GUILDHALL_HANDLE_RESOLVER")]
     pub resolver: Option<Url>,
+    /// The DNS server (ip:port) for handle TXT look-ups; default: the system's.
+    #[arg(long, env = "GUILDHALL_DNS", value_name = "IP:PORT")]
+    pub dns: Option<SocketAddr>,
 }
+
+/// How long one DNS look-up may take before HTTPS well-known is tried.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An account, resolved.
 #[derive(Debug, Clone)]
@@ -70,19 +84,78 @@ impl IdentityArgs {
                     .ok_or_else(|| id_err(format!("{base} answered without a DID")))?
             }
             None => {
+                let dns = match self.dns_txt(handle).await {
+                    Ok(Some(did)) => return Ok(did),
+                    Ok(None) => "DNS has no _atproto TXT record".to_owned(),
+                    Err(e) => e,
+                };
                 let url = Url::parse(&format!(
                     "https://{}/.well-known/atproto-did",
                     handle.as_str()
                 ))
                 .map_err(|e| id_err(e.to_string()))?;
                 xrpc.get_text(&url).await.map_err(|e| {
-                    id_err(format!(
-                        "{e}; if the handle is set by DNS, pass --resolver <your PDS URL>"
-                    ))
+                    id_err(format!("{dns}, and {e}; or pass --resolver <your PDS URL>"))
                 })?
             }
         };
         Did::parse(text.trim()).map_err(|e| id_err(format!("resolved to an invalid DID ({e})")))
+    }
+
+    /// The DID in `_atproto.<handle>` TXT (`did=…`); `None` when there is no such record.
+    async fn dns_txt(&self, handle: &Handle) -> Result<Option<Did>, String> {
+        let mut builder = match self.dns {
+            Some(addr) => {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let server = NameServerConfig::new(addr.ip(), true, vec![udp]);
+                Resolver::builder_with_config(
+                    ResolverConfig::from_name_servers(vec![server]),
+                    TokioRuntimeProvider::default(),
+                )
+            }
+            None => {
+                TokioResolver::builder_tokio().map_err(|e| format!("no DNS configuration ({e})"))?
+            }
+        };
+        builder.options_mut().timeout = DNS_TIMEOUT;
+        builder.options_mut().attempts = 1;
+        let resolver = builder
+            .build()
+            .map_err(|e| format!("cannot set up DNS ({e})"))?;
+        let lookup = match resolver
+            .txt_lookup(format!("_atproto.{}.", handle.as_str()))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(None),
+            Err(e) => return Err(format!("DNS look-up failed ({e})")),
+        };
+        let mut dids = Vec::new();
+        for record in lookup.answers() {
+            if let RData::TXT(txt) = &record.data {
+                let text: String = txt
+                    .txt_data
+                    .iter()
+                    .map(|part| String::from_utf8_lossy(part).into_owned())
+                    .collect();
+                if let Some(did) = text.trim().strip_prefix("did=") {
+                    dids.push(did.to_owned());
+                }
+            }
+        }
+        dids.sort();
+        dids.dedup();
+        match dids.as_slice() {
+            [] => Ok(None),
+            [one] => Did::parse(one)
+                .map(Some)
+                .map_err(|e| format!("DNS names an invalid DID {one:?} ({e})")),
+            _ => Err(format!(
+                "DNS has {} different _atproto DIDs, so none can be trusted",
+                dids.len()
+            )),
+        }
     }
 
     /// The DID document of a did:plc or did:web identity.

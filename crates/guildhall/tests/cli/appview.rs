@@ -77,9 +77,9 @@ pub async fn until(t: &Term, args: &[&str], done: impl Fn(&Run) -> bool) -> anyh
         if run.code == 0 && done(&run) {
             return Ok(run);
         }
-        if start.elapsed() > Duration::from_secs(60) {
+        if start.elapsed() > Duration::from_secs(120) {
             anyhow::bail!(
-                "guildhall {args:?} never gave the expected output in 60 s; last:\n{}\n{}\n--- serve.log ---\n{}",
+                "guildhall {args:?} never gave the expected output in 120 s; last:\n{}\n{}\n--- serve.log ---\n{}",
                 run.stdout,
                 run.stderr,
                 std::fs::read_to_string(t.path("serve.log")).unwrap_or_default()

@@ -3,6 +3,7 @@
 //! running `guildhall serve` for the queries.
 
 mod appview;
+mod dns;
 mod errors;
 mod manifests;
 mod operator;

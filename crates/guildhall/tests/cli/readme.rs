@@ -93,7 +93,7 @@ async fn readme_quick_start_works_verbatim() -> TestResult {
             if ok {
                 break;
             }
-            if !waits || start.elapsed() > Duration::from_secs(60) {
+            if !waits || start.elapsed() > Duration::from_secs(120) {
                 anyhow::bail!(
                     "README line {line:?} failed ({}):\n{stdout}\n{}",
                     out.status,

@@ -101,6 +101,15 @@ impl Term {
     }
 
     pub async fn run_with(&self, args: &[&str], extra: &[(&str, &str)]) -> anyhow::Result<Run> {
+        let mut cmd = self.command(args);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        finish(cmd, args).await
+    }
+
+    /// `guildhall <args>` with this terminal's environment, to adjust before running.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(bin());
         cmd.args(args)
             .current_dir(self.dir.path())
@@ -110,13 +119,7 @@ impl Term {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-            .await
-            .map_err(|_| anyhow::anyhow!("guildhall {args:?} did not finish in 120 s"))??;
-        Ok(Run::from(out))
+        cmd
     }
 
     /// Creates an app password for an account (what a real user logs in with).
@@ -171,6 +174,14 @@ impl Term {
         std::fs::write(&p, text)?;
         Ok(p)
     }
+}
+
+/// Runs a prepared command (two minutes at most) and collects what it said.
+pub async fn finish(mut cmd: tokio::process::Command, args: &[&str]) -> anyhow::Result<Run> {
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
+        .await
+        .map_err(|_| anyhow::anyhow!("guildhall {args:?} did not finish in 120 s"))??;
+    Ok(Run::from(out))
 }
 
 /// Keeps the user's environment from leaking in: proxies (loopback must be direct) and any
