@@ -98,6 +98,9 @@ pub struct PublishArgs {
     /// Check only; write nothing (works without logging in).
     #[arg(long)]
     pub dry_run: bool,
+    /// Print {"action", "uri", "cid"} as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `guildhall endorse`.
@@ -123,6 +126,9 @@ pub struct EndorseArgs {
     /// from now (90d, 12h, 2w).
     #[arg(long, value_name = "WHEN")]
     pub expires: Option<String>,
+    /// Print {"action", "uri", "cid"} as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -165,6 +171,9 @@ pub struct ProfileSetArgs {
     /// How to reach you: an e-mail address or a URI.
     #[arg(long)]
     pub contact: Option<String>,
+    /// Print {"action", "uri", "cid"} as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where queries go.

@@ -32,7 +32,11 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
 }
 
 /// Prints what a write returned: the record's at:// URI and CID.
-fn print_written(verb: &str, out: &Value) {
+fn print_written(verb: &str, out: &Value, as_json: bool) {
+    if as_json {
+        say(json!({ "action": verb, "uri": out.get("uri"), "cid": out.get("cid") }).to_string());
+        return;
+    }
     say(format!(
         "{verb} {}",
         str_field(out, "uri").unwrap_or_else(|| "(no uri returned)".into())
@@ -69,6 +73,10 @@ pub async fn publish(args: &PublishArgs) -> Result<(), CliError> {
         eprintln!("warning: {w}");
     }
     let mut m = manifest::check(value, &now_datetime(), &what)?;
+    if args.dry_run && args.json {
+        say(json!({ "action": "valid", "collection": SERVICE_NSID, "rkey": m.slug }).to_string());
+        return Ok(());
+    }
     if args.dry_run {
         say(format!(
             "{what} is valid: it would be published as {SERVICE_NSID}/{} (dry run, nothing written)",
@@ -93,11 +101,7 @@ pub async fn publish(args: &PublishArgs) -> Result<(), CliError> {
     if let Some(e) = &existing
         && e.get("value") == Some(&Value::Object(m.record.clone()))
     {
-        say(format!(
-            "unchanged {}",
-            str_field(e, "uri").unwrap_or_default()
-        ));
-        say(format!("cid: {}", str_field(e, "cid").unwrap_or_default()));
+        print_written("unchanged", e, args.json);
         return Ok(());
     }
     let body = json!({
@@ -116,6 +120,7 @@ pub async fn publish(args: &PublishArgs) -> Result<(), CliError> {
             "published"
         },
         &out,
+        args.json,
     );
     Ok(())
 }
@@ -246,7 +251,7 @@ pub async fn endorse(args: EndorseArgs) -> Result<(), CliError> {
     let out = authed
         .procedure("com.atproto.repo.createRecord", &body)
         .await?;
-    print_written("endorsed", &out);
+    print_written("endorsed", &out, args.json);
     Ok(())
 }
 
@@ -392,6 +397,7 @@ pub async fn endorsements(args: &EndorsementsArgs) -> Result<(), CliError> {
 }
 
 pub async fn profile_set(args: ProfileSetArgs) -> Result<(), CliError> {
+    let json_out = args.json;
     let given = [
         ("displayName", args.display_name),
         ("website", args.website),
@@ -443,6 +449,7 @@ pub async fn profile_set(args: ProfileSetArgs) -> Result<(), CliError> {
             "created"
         },
         &out,
+        json_out,
     );
     Ok(())
 }

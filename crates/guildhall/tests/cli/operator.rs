@@ -94,6 +94,25 @@ async fn login_publish_endorse_revoke_profile() -> TestResult {
     let third = t.run(&["publish", &manifest_arg]).await?.expect(0);
     assert_eq!(third.line_value("unchanged").as_deref(), Some(uri.as_str()));
     assert_eq!(t.records(0, SERVICE).await?[0].1, cid2);
+    // The same, for scripts.
+    let as_json = t
+        .run(&["publish", "--json", &manifest_arg])
+        .await?
+        .expect(0);
+    let as_json: Value = serde_json::from_str(&as_json.stdout)?;
+    assert_eq!(
+        as_json,
+        json!({"action": "unchanged", "uri": uri, "cid": cid2})
+    );
+    let dry = t
+        .run(&["publish", "--dry-run", "--json", &manifest_arg])
+        .await?
+        .expect(0);
+    let dry: Value = serde_json::from_str(&dry.stdout)?;
+    assert_eq!(
+        dry,
+        json!({"action": "valid", "collection": SERVICE, "rkey": "my-summarizer"})
+    );
 
     // --- endorse ----------------------------------------------------------------------------
     // Bob's service is written by another client (the testkit's raw XRPC).
@@ -143,8 +162,10 @@ async fn login_publish_endorse_revoke_profile() -> TestResult {
         tid.len() == 13 && tid.bytes().all(|b| matches!(b, b'2'..=b'7' | b'a'..=b'z')),
         "{pinned_uri}"
     );
-    let open = t.run(&["endorse", &carol.did]).await?.expect(0);
-    let open_uri = open.line_value("endorsed").unwrap_or_default();
+    let open = t.run(&["endorse", &carol.did, "--json"]).await?.expect(0);
+    let open: Value = serde_json::from_str(&open.stdout)?;
+    assert_eq!(open["action"], "endorsed");
+    let open_uri = open["uri"].as_str().unwrap_or_default().to_owned();
 
     let ends = t.records(0, ENDORSEMENT).await?;
     assert_eq!(ends.len(), 2);
