@@ -46,6 +46,36 @@ use guildhall_store::Store;
 use sqlx::Connection;
 use tokio::sync::{broadcast, mpsc};
 
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`; NaN
+/// elsewhere. On a shared, loaded machine wall time mostly measures the neighbours; CPU time
+/// measures us (the PostgreSQL server's own CPU is not included).
+fn cpu_seconds() -> f64 {
+    proc_stat_seconds(11, 12)
+}
+
+/// CPU seconds used by waited-for child processes (the reference verifier).
+fn children_cpu_seconds() -> f64 {
+    proc_stat_seconds(13, 14)
+}
+
+fn proc_stat_seconds(user: usize, system: usize) -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name: utime, stime, cutime, cstime are the
+    // 12th to 15th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(user), ticks(system)) {
+        // The kernel reports in USER_HZ, 100 on Linux.
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -150,6 +180,7 @@ fn read_keys(path: &Path) -> Result<BTreeMap<String, (String, Option<String>)>> 
 struct Run {
     backend: &'static str,
     seconds: f64,
+    cpu: f64,
     frames: usize,
     commits: usize,
     verified: u64,
@@ -216,6 +247,7 @@ async fn replay(
     // The frames are copied up front so the clock measures the pipeline, not the copies.
     let owned: Vec<Vec<u8>> = frames.to_vec();
     let t0 = Instant::now();
+    let c0 = cpu_seconds();
     let feeder = tokio::spawn(async move {
         for bytes in owned {
             if tx.send(RawFrame { source: 0, bytes }).await.is_err() {
@@ -225,12 +257,14 @@ async fn replay(
     });
     indexer::run_frames(ctx, config, vec!["replay".to_owned()], rx).await?;
     let seconds = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
     feeder.await?;
     let rows = store.stats().await?.records;
     store.close().await;
     Ok(Run {
         backend,
         seconds,
+        cpu,
         frames: shape.frames,
         commits: shape.commits,
         verified: metrics.commits_verified.load(Ordering::Relaxed),
@@ -239,6 +273,39 @@ async fn replay(
         failures: metrics.verify_failures(),
         resyncs: metrics.resyncs.load(Ordering::Relaxed),
     })
+}
+
+/// Our verification alone, on one core: decode every `#commit` and verify it against the state
+/// the previous one left (signature, continuity, MST inversion) — what `@atproto/sync`'s
+/// direct mode measures on its side. Returns (seconds, CPU seconds, commits verified,
+/// failures).
+fn verify_only(frames: &[Vec<u8>], keys: &BTreeMap<String, PublicKey>) -> (f64, f64, u64, u64) {
+    use guildhall_proto::verify::{self, RepoState};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let mut states: BTreeMap<String, RepoState> = BTreeMap::new();
+    let (mut ok, mut failed) = (0, 0);
+    let t0 = Instant::now();
+    let c0 = cpu_seconds();
+    for f in frames {
+        let Ok(frame::Frame::Commit(ev)) = frame::decode_frame(f) else {
+            continue;
+        };
+        let Some(key) = keys.get(ev.repo.as_str()) else {
+            failed += 1;
+            continue;
+        };
+        match verify::verify_commit(&ev, key, states.get(ev.repo.as_str()), now) {
+            Ok(vc) => {
+                ok += 1;
+                states.insert(ev.repo.to_string(), vc.state);
+            }
+            Err(_) => failed += 1,
+        }
+    }
+    (t0.elapsed().as_secs_f64(), cpu_seconds() - c0, ok, failed)
 }
 
 fn admin_url() -> String {
@@ -261,6 +328,7 @@ fn reference(frames: &Path, keys: &Path, mode: &str) -> Result<serde_json::Value
     if !node.exists() {
         bail!("tests/peer is not installed (tests/peer/install.sh)");
     }
+    let c0 = children_cpu_seconds();
     let out = Command::new(node)
         .current_dir(&peer)
         .arg("bench-verify.mjs")
@@ -271,13 +339,16 @@ fn reference(frames: &Path, keys: &Path, mode: &str) -> Result<serde_json::Value
         .args(["--mode", mode])
         .output()
         .context("running bench-verify.mjs")?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
+    let cpu = children_cpu_seconds() - c0;
+    let mut report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "bench-verify.mjs ({}) printed no report: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         )
-    })
+    })?;
+    report["cpuSeconds"] = serde_json::json!(cpu);
+    Ok(report)
 }
 
 fn main() -> Result<()> {
@@ -288,6 +359,11 @@ fn main() -> Result<()> {
         .with_context(|| format!("reading {}", frames_path.display()))?;
     let frames = parse_frames(&bytes)?;
     let shape = shape(&frames);
+    let parsed_keys: BTreeMap<String, PublicKey> = keys
+        .iter()
+        .filter_map(|(did, (k, _))| Some((did.clone(), PublicKey::from_did_key(k).ok()?)))
+        .collect();
+    let (verify_seconds, verify_cpu, verify_ok, verify_failed) = verify_only(&frames, &parsed_keys);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -351,18 +427,23 @@ fn main() -> Result<()> {
     )?;
     writeln!(
         out,
-        "| consumer | wall s | events/s | commits/s | records/s | verified commits | records indexed | rows | verify failures | resyncs |"
+        "| consumer | wall s | CPU s | events/s | commits/s | records/s | commits per CPU s | verified commits | records indexed | rows | verify failures | resyncs |"
     )?;
-    writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")?;
+    writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+    )?;
     for r in &runs {
         writeln!(
             out,
-            "| guildhall run_frames → {} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:?} | {} |",
+            "| guildhall run_frames → {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:?} | {} |",
             r.backend,
             r.seconds,
+            r.cpu,
             r.frames as f64 / r.seconds,
             r.commits as f64 / r.seconds,
             r.records as f64 / r.seconds,
+            r.commits as f64 / r.cpu,
             r.verified,
             r.records,
             r.rows,
@@ -370,22 +451,43 @@ fn main() -> Result<()> {
             r.resyncs
         )?;
     }
+    writeln!(
+        out,
+        "| guildhall verify only (decode + verify_commit, one core, no store) | {:.2} | {:.2} | — | {:.0} | — | {:.0} | {} | — | — | {} | — |",
+        verify_seconds,
+        verify_cpu,
+        shape.commits as f64 / verify_seconds,
+        shape.commits as f64 / verify_cpu,
+        verify_ok,
+        verify_failed
+    )?;
     for (mode, j) in &refs {
         let seconds = j["seconds"].as_f64().unwrap_or(f64::NAN);
         writeln!(
             out,
-            "| {} {} (verify only, no store) | {:.2} | — | {:.0} | {:.0} ops | {} | — | — | {} | — |",
+            "| {} {} (verify only, no store; CPU includes loading the file) | {:.2} | {:.2} | — | {:.0} | {:.0} ops | {:.0} | {} | — | — | {} | — |",
             j["verifier"].as_str().unwrap_or("@atproto/sync"),
             mode,
             seconds,
+            j["cpuSeconds"].as_f64().unwrap_or(f64::NAN),
             j["commitsPerSecond"].as_f64().unwrap_or(f64::NAN),
             j["opsPerSecond"].as_f64().unwrap_or(f64::NAN),
+            j["commits"].as_f64().unwrap_or(f64::NAN)
+                / j["cpuSeconds"].as_f64().unwrap_or(f64::NAN),
             j["commits"],
             j["failures"]
         )?;
     }
     if !refs.is_empty() {
         writeln!(out)?;
+        for (mode, j) in &refs {
+            let their = j["seconds"].as_f64().unwrap_or(f64::NAN);
+            writeln!(
+                out,
+                "commits/s ratio guildhall verify only / @atproto/sync {mode}: {:.1}×",
+                their / verify_seconds
+            )?;
+        }
         for r in &runs {
             for (mode, j) in &refs {
                 let their = j["seconds"].as_f64().unwrap_or(f64::NAN);

@@ -13,7 +13,6 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,15 +139,6 @@ impl Net {
             shared,
             tasks: vec![http_task, ws_task],
         })
-    }
-
-    /// The HTTP side's address.
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .ok()
     }
 
     /// Publishes an account: its DID document at `GET /<did>` and its handle.
