@@ -430,6 +430,16 @@ async fn e2e(backend: Backend) -> Result<()> {
         Some(&mut gh),
     )
     .await?;
+    // The status survives a crash: after kill -9 and a restart carol stays hidden.
+    gh.kill9()?;
+    gh.start()?;
+    gh.wait_ready(Duration::from_secs(60)).await?;
+    gh.wait_connected(Duration::from_secs(30)).await?;
+    let v = visible(&store, &carol.did).await?;
+    ensure!(
+        !v.0 && v.1.is_empty() && v.2.is_empty(),
+        "carol visible again after a restart while deactivated: {v:?}"
+    );
 
     x.activate_account(&carol.pds_url, &carol.access_jwt)
         .await?;
