@@ -66,8 +66,14 @@ async fn latency(backend: Backend) -> Result<()> {
     from_ack.sort();
     from_send.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    // The binary is built with the test's profile (debug under a plain `cargo test`).
+    let profile = if cfg!(debug_assertions) {
+        "debug build"
+    } else {
+        "release build"
+    };
     eprintln!(
-        "[{backend:?}] PDS write acknowledged → row indexed, {WRITES} writes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+        "[{backend:?}] ({profile}) PDS write acknowledged → row indexed, {WRITES} writes: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
          (from request sent: p50 {:.1} ms, p99 {:.1} ms)",
         ms(percentile(&from_ack, 50)),
         ms(percentile(&from_ack, 99)),
