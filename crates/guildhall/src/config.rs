@@ -8,7 +8,12 @@ use url::Url;
 /// Guildhall: the open registry and trust layer where AI agents find, judge and hire other
 /// agents' services, on the AT Protocol.
 #[derive(Debug, Parser)]
-#[command(name = "guildhall", version, about)]
+#[command(
+    name = "guildhall",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 2 invalid input (a bad manifest or argument; nothing was written); 1 any other failure."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
