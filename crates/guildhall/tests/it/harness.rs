@@ -619,3 +619,29 @@ pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
     let i = (sorted.len() * p).div_ceil(100).saturating_sub(1);
     sorted[i.min(sorted.len() - 1)]
 }
+
+#[test]
+fn diff_names_missing_stale_and_extra_records() {
+    let expected: Index = [("at://a/c/1", "x"), ("at://a/c/2", "y")]
+        .into_iter()
+        .map(|(u, c)| (u.to_owned(), c.to_owned()))
+        .collect();
+    assert_eq!(diff(&expected, &expected.clone()), None);
+    let actual: Index = [("at://a/c/2", "z"), ("at://a/c/3", "w")]
+        .into_iter()
+        .map(|(u, c)| (u.to_owned(), c.to_owned()))
+        .collect();
+    let d = diff(&expected, &actual).unwrap_or_default();
+    assert!(d.starts_with("3 difference(s) (repo: 2, index: 2)"), "{d}");
+    assert!(d.contains("missing  at://a/c/1 (x)"), "{d}");
+    assert!(d.contains("stale    at://a/c/2: index z, repo y"), "{d}");
+    assert!(d.contains("extra    at://a/c/3 (w)"), "{d}");
+}
+
+#[test]
+fn metric_sums_labelled_samples_and_skips_comments() {
+    let text = "# HELP x y\n# TYPE x counter\nx{reason=\"a\"} 2\nx{reason=\"b\"} 3\nxy 7\nz 1.5\n";
+    assert_eq!(metric(text, "x"), Some(5.0));
+    assert_eq!(metric(text, "z"), Some(1.5));
+    assert_eq!(metric(text, "missing"), None);
+}
