@@ -100,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
                 .collect();
             store
                 .apply(&Batch {
-                    cursor: None,
+                    cursors: Vec::new(),
                     changes,
                 })
                 .await?;

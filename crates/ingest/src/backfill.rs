@@ -282,7 +282,7 @@ async fn one(ctx: &Context, repo: &Listed) -> Result<Outcome, Option<Fatal>> {
             .is_some()
         {
             let batch = Batch {
-                cursor: None,
+                cursors: Vec::new(),
                 changes: vec![Change::Account {
                     did: repo.did.to_string(),
                     status,
@@ -319,7 +319,7 @@ async fn one(ctx: &Context, repo: &Listed) -> Result<Outcome, Option<Fatal>> {
     }
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes,
         })
         .await

@@ -326,55 +326,29 @@ async fn flush(
     changes: &mut Vec<Change>,
     frames: i64,
 ) -> Result<(), IngestError> {
-    // The changes commit with the first source's cursor; any other source's cursor follows in
-    // its own transaction. Were we to crash between them, that source replays a few events,
-    // which verification recognises as already held (rev not increasing): nothing doubles.
+    // Every source's cursor commits with the changes it led to: a crash replays nothing
+    // that was applied and loses nothing that was not.
     let mut cursors: Vec<(String, i64)> = cursors
         .drain()
         .filter_map(|(i, seq)| sources.get(i).map(|s| (s.clone(), seq)))
         .collect();
     cursors.sort();
-    let mut batches = vec![Batch {
-        cursor: cursors.first().cloned(),
-        changes: coalesce_repo_states(std::mem::take(changes)),
-    }];
-    batches.extend(cursors.iter().skip(1).map(|c| Batch {
-        cursor: Some(c.clone()),
-        changes: Vec::new(),
-    }));
-    for batch in &batches {
-        apply_with_retry(ctx, batch).await?;
-        ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
-    }
+    let batch = Batch {
+        cursors,
+        changes: std::mem::take(changes),
+    };
+    apply_with_retry(ctx, &batch).await?;
+    ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.queued.fetch_sub(frames, Ordering::Relaxed);
-    for (source, seq) in &cursors {
+    for (source, seq) in &batch.cursors {
         ctx.metrics.set_cursor(source, *seq);
     }
-    let changes = batches.swap_remove(0).changes;
+    let changes = batch.changes;
     if !changes.is_empty() {
         // Nobody listening is fine: the AppView may not run in this process.
         let _ = ctx.committed.send(Arc::new(changes));
     }
     Ok(())
-}
-
-/// Drops every `SetRepo` that a later `SetRepo` of the same DID in the batch overwrites. Each
-/// one only sets the repo's row, so the last wins anyway; removing the others lets the store
-/// write consecutive commits' records as one multi-row run instead of one run per commit.
-pub fn coalesce_repo_states(changes: Vec<Change>) -> Vec<Change> {
-    let mut last: HashMap<&str, usize> = HashMap::new();
-    for (i, c) in changes.iter().enumerate() {
-        if let Change::SetRepo(r) = c {
-            last.insert(r.did.as_str(), i);
-        }
-    }
-    let keep: HashSet<usize> = last.into_values().collect();
-    changes
-        .into_iter()
-        .enumerate()
-        .filter(|(i, c)| !matches!(c, Change::SetRepo(_)) || keep.contains(i))
-        .map(|(_, c)| c)
-        .collect()
 }
 
 /// Applies a batch, retrying transient failures (a dropped connection, a busy SQLite file):
@@ -756,55 +730,4 @@ fn repo_state(row: &RepoRow) -> Option<RepoState> {
         rev: Tid::parse(row.rev.as_deref()?).ok()?,
         data: row.data_cid.as_deref()?.parse().ok()?,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn set(did: &str, rev: &str) -> Change {
-        Change::SetRepo(RepoRow {
-            did: did.to_owned(),
-            rev: Some(rev.to_owned()),
-            data_cid: None,
-            status: RepoStatus::Synced,
-        })
-    }
-
-    fn del(uri: &str) -> Change {
-        Change::DeleteRecord {
-            uri: uri.to_owned(),
-        }
-    }
-
-    #[test]
-    fn only_the_last_repo_state_per_did_survives_in_place() {
-        let changes = vec![
-            del("a1"),
-            set("did:a", "1"),
-            del("b1"),
-            set("did:b", "1"),
-            del("a2"),
-            set("did:a", "2"),
-            Change::Account {
-                did: "did:b".to_owned(),
-                status: OperatorStatus::Deleted,
-            },
-        ];
-        let out = coalesce_repo_states(changes);
-        assert_eq!(
-            out,
-            vec![
-                del("a1"),
-                del("b1"),
-                set("did:b", "1"),
-                del("a2"),
-                set("did:a", "2"),
-                Change::Account {
-                    did: "did:b".to_owned(),
-                    status: OperatorStatus::Deleted,
-                },
-            ]
-        );
-    }
 }

@@ -115,7 +115,7 @@ async fn load(store: &Store, all: Vec<Change>, seq0: i64) -> (Duration, f64) {
         seq += 1;
         store
             .apply(&Batch {
-                cursor: Some(("bench".into(), seq)),
+                cursors: vec![("bench".into(), seq)],
                 changes,
             })
             .await

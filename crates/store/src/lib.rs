@@ -8,6 +8,7 @@
 
 mod amount;
 mod error;
+mod group;
 mod ops;
 mod types;
 

@@ -254,6 +254,7 @@ macro_rules! backend_ops {
             Arg, CANDIDATE_COLS, HIT_COLS, build_search, clean, key_list, now_ms, page_size, placeholders,
             rows_per_statement, search_text,
         };
+        use crate::group::{Group, Step, steps};
         use crate::types::*;
 
         type Db = $Db;
@@ -351,145 +352,180 @@ macro_rules! backend_ops {
                 pool.begin_with("BEGIN IMMEDIATE").await.map_err(q)?
             };
             let now = now_ms();
-            let mut run: Vec<(&RecordRow, Option<&IndexRow>)> = Vec::new();
-            for change in &batch.changes {
-                if let Change::UpsertRecord(rec, idx) = change {
-                    run.push((rec, idx.as_ref()));
-                    continue;
+            for step in steps(&batch.changes) {
+                match step {
+                    Step::Group(g) => write_group(&mut tx, &g, now).await?,
+                    Step::ClearRepo(did) => delete_repo_records(&mut tx, did, now).await?,
+                    Step::DeleteAccount(did) => delete_account(&mut tx, did, now).await?,
                 }
-                flush_upserts(&mut tx, &mut run, now).await?;
-                apply_one(&mut tx, change, now).await?;
             }
-            flush_upserts(&mut tx, &mut run, now).await?;
-            if let Some((source, seq)) = &batch.cursor {
-                sqlx::query(
-                    "INSERT INTO cursors (source, seq, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
-                )
-                .bind(clean(source.as_str()))
-                .bind(*seq)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(q)?;
-            }
+            let mut cursors: Vec<&(String, i64)> = batch.cursors.iter().collect();
+            // One row per source, the last given wins (PostgreSQL refuses to upsert a row twice
+            // in one statement).
+            cursors.reverse();
+            let mut seen: HashSet<&str> = HashSet::new();
+            cursors.retain(|(source, _)| seen.insert(source.as_str()));
+            let rows: Vec<Vec<Arg<'_>>> = cursors
+                .iter()
+                .map(|(source, seq)| vec![Arg::Text(Cow::Borrowed(source)), Arg::Int(*seq), Arg::Int(now)])
+                .collect();
+            bulk_insert(
+                &mut tx,
+                "INSERT INTO cursors (source, seq, updated_at)",
+                3,
+                &rows,
+                "ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+            )
+            .await?;
             tx.commit().await.map_err(q)
         }
 
-        async fn apply_one(c: &mut Conn, change: &Change, now: i64) -> Result<(), StoreError> {
-            match change {
-                // Batched by the caller; never reaches here.
-                Change::UpsertRecord(..) => Ok(()),
-                Change::DeleteRecord { uri } => delete_record(c, uri, now).await,
-                Change::DeleteRepoRecords { did } => delete_repo_records(c, did, now).await,
-                Change::SetRepo(r) => {
-                    sqlx::query(
-                        "INSERT INTO repos (did, rev, data_cid, status, tracked_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (did) DO UPDATE SET \
-                         rev = excluded.rev, data_cid = excluded.data_cid, status = excluded.status, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(clean(r.did.as_str()))
-                    .bind(r.rev.as_deref().map(clean))
-                    .bind(r.data_cid.as_deref().map(clean))
-                    .bind(r.status.as_str())
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(q)?;
-                    Ok(())
-                }
-                Change::Account { did, status } => {
-                    sqlx::query(
-                        "INSERT INTO operators (did, status, updated_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-                    )
-                    .bind(clean(did.as_str()))
-                    .bind(status.as_str())
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(q)?;
-                    if *status == OperatorStatus::Deleted {
-                        delete_repo_records(c, did, now).await?;
-                        sqlx::query("DELETE FROM repos WHERE did = $1")
-                            .bind(clean(did.as_str()))
-                            .execute(&mut *c)
-                            .await
-                            .map_err(q)?;
-                        sqlx::query("DELETE FROM backfill WHERE did = $1")
-                            .bind(clean(did.as_str()))
-                            .execute(&mut *c)
-                            .await
-                            .map_err(q)?;
-                    }
-                    Ok(())
-                }
-                Change::Identity { did, handle, verified } => {
-                    sqlx::query(
-                        "INSERT INTO operators (did, handle, handle_verified, updated_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, \
-                         handle_verified = excluded.handle_verified, updated_at = excluded.updated_at",
-                    )
-                    .bind(clean(did.as_str()))
-                    .bind(handle.as_ref().map(|h| clean(&h.to_lowercase())))
-                    .bind(*verified)
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(q)?;
-                    Ok(())
-                }
-                Change::Reject(r) => {
-                    sqlx::query(
-                        "INSERT INTO rejections (uri, cid, collection, reason, detail, rejected_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (uri, cid, reason) DO NOTHING",
-                    )
-                    .bind(clean(r.uri.as_str()))
-                    .bind(clean(r.cid.as_deref().unwrap_or("")))
-                    .bind(clean(r.collection.as_str()))
-                    .bind(clean(r.reason.as_str()))
-                    .bind(r.detail.as_deref().map(clean))
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(q)?;
-                    Ok(())
-                }
-                Change::BackfillDone { did } => {
-                    sqlx::query(
-                        "INSERT INTO backfill (did, status, updated_at) VALUES ($1, 'done', $2) \
-                         ON CONFLICT (did) DO UPDATE SET status = 'done', updated_at = excluded.updated_at",
-                    )
-                    .bind(clean(did.as_str()))
-                    .bind(now)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(q)?;
-                    Ok(())
-                }
+        /// Writes one reduced group: a constant number of statements per table, whatever its size.
+        async fn write_group(c: &mut Conn, g: &Group<'_>, now: i64) -> Result<(), StoreError> {
+            // Any record change gives its repo's owner an operators row, whatever the net
+            // effect: otherwise whether a profile written and deleted in quick succession left
+            // a row would depend on where batch boundaries fell.
+            let owners: BTreeSet<&str> = g
+                .upserts
+                .iter()
+                .map(|(r, _)| r.did.as_str())
+                .chain(g.deletes.iter().filter_map(|u| u.strip_prefix("at://")?.split('/').next()))
+                .collect();
+            let owners: Vec<Vec<Arg<'_>>> =
+                owners.into_iter().map(|d| vec![Arg::Text(Cow::Borrowed(d)), Arg::Int(now)]).collect();
+            bulk_insert(c, "INSERT INTO operators (did, updated_at)", 2, &owners, "ON CONFLICT (did) DO NOTHING")
+                .await?;
+            if !g.deletes.is_empty() {
+                delete_records(c, &g.deletes, now).await?;
             }
+            write_upserts(c, &g.upserts, now).await?;
+            let repos: Vec<Vec<Arg<'_>>> = g
+                .repos
+                .iter()
+                .map(|r| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(&r.did)),
+                        Arg::OptText(r.rev.as_deref()),
+                        Arg::OptText(r.data_cid.as_deref()),
+                        Arg::Text(Cow::Borrowed(r.status.as_str())),
+                        Arg::Int(now),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            bulk_insert(
+                c,
+                "INSERT INTO repos (did, rev, data_cid, status, tracked_at, updated_at)",
+                6,
+                &repos,
+                "ON CONFLICT (did) DO UPDATE SET rev = excluded.rev, data_cid = excluded.data_cid, \
+                 status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .await?;
+            let accounts: Vec<Vec<Arg<'_>>> = g
+                .accounts
+                .iter()
+                .map(|(did, status)| {
+                    vec![Arg::Text(Cow::Borrowed(did)), Arg::Text(Cow::Borrowed(status.as_str())), Arg::Int(now)]
+                })
+                .collect();
+            bulk_insert(
+                c,
+                "INSERT INTO operators (did, status, updated_at)",
+                3,
+                &accounts,
+                "ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .await?;
+            let handles: Vec<Option<String>> = g.identities.iter().map(|(_, h, _)| h.map(str::to_lowercase)).collect();
+            let identities: Vec<Vec<Arg<'_>>> = g
+                .identities
+                .iter()
+                .zip(&handles)
+                .map(|((did, _, verified), handle)| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(did)),
+                        Arg::OptText(handle.as_deref()),
+                        Arg::Bool(*verified),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            bulk_insert(
+                c,
+                "INSERT INTO operators (did, handle, handle_verified, updated_at)",
+                4,
+                &identities,
+                "ON CONFLICT (did) DO UPDATE SET handle = excluded.handle, \
+                 handle_verified = excluded.handle_verified, updated_at = excluded.updated_at",
+            )
+            .await?;
+            let rejects: Vec<Vec<Arg<'_>>> = g
+                .rejects
+                .iter()
+                .map(|r| {
+                    vec![
+                        Arg::Text(Cow::Borrowed(&r.uri)),
+                        Arg::Text(Cow::Borrowed(r.cid.as_deref().unwrap_or(""))),
+                        Arg::Text(Cow::Borrowed(&r.collection)),
+                        Arg::Text(Cow::Borrowed(&r.reason)),
+                        Arg::OptText(r.detail.as_deref()),
+                        Arg::Int(now),
+                    ]
+                })
+                .collect();
+            bulk_insert(
+                c,
+                "INSERT INTO rejections (uri, cid, collection, reason, detail, rejected_at)",
+                6,
+                &rejects,
+                "ON CONFLICT (uri, cid, reason) DO NOTHING",
+            )
+            .await?;
+            let backfilled: Vec<Vec<Arg<'_>>> = g
+                .backfilled
+                .iter()
+                .map(|did| vec![Arg::Text(Cow::Borrowed(did)), Arg::Text(Cow::Borrowed("done")), Arg::Int(now)])
+                .collect();
+            bulk_insert(
+                c,
+                "INSERT INTO backfill (did, status, updated_at)",
+                3,
+                &backfilled,
+                "ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .await?;
+            Ok(())
+        }
+
+        /// An account deletion: the status stays (so a replayed commit cannot resurrect the
+        /// account's rows), everything it owned goes.
+        async fn delete_account(c: &mut Conn, did: &str, now: i64) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO operators (did, status, updated_at) VALUES ($1, 'deleted', $2) \
+                 ON CONFLICT (did) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .bind(clean(did))
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(q)?;
+            delete_repo_records(c, did, now).await?;
+            for sql in ["DELETE FROM repos WHERE did = $1", "DELETE FROM backfill WHERE did = $1"] {
+                sqlx::query(sql).bind(clean(did)).execute(&mut *c).await.map_err(q)?;
+            }
+            Ok(())
         }
 
         const CLEAR_PROFILE: &str = "UPDATE operators SET display_name = NULL, description = NULL, \
              website = NULL, contact = NULL, profile_uri = NULL, profile_cid = NULL";
 
-        async fn delete_record(c: &mut Conn, uri: &str, now: i64) -> Result<(), StoreError> {
-            for sql in [
-                "DELETE FROM records WHERE uri = $1",
-                // Child rows go with their parent through ON DELETE CASCADE.
-                "DELETE FROM services WHERE uri = $1",
-                "DELETE FROM endorsements WHERE uri = $1",
-            ] {
-                sqlx::query(sql).bind(clean(uri)).execute(&mut *c).await.map_err(q)?;
+        async fn delete_records(c: &mut Conn, uris: &[&str], now: i64) -> Result<(), StoreError> {
+            // Child rows go with their parents through ON DELETE CASCADE.
+            for table in ["records", "services", "endorsements"] {
+                with_keys(c, &format!("DELETE FROM {table} WHERE uri IN"), uris, "").await?;
             }
-            exec_dyn(
-                c,
-                format!("{CLEAR_PROFILE}, updated_at = $2 WHERE profile_uri = $1"),
-                &[Arg::Text(Cow::Borrowed(uri)), Arg::Int(now)],
-            )
-            .await?;
-            Ok(())
+            with_keys(c, &format!("{CLEAR_PROFILE}, updated_at = {now} WHERE profile_uri IN"), uris, "").await
         }
 
         async fn delete_repo_records(c: &mut Conn, did: &str, now: i64) -> Result<(), StoreError> {
@@ -519,22 +555,15 @@ macro_rules! backend_ops {
                 .collect()
         }
 
-        /// Writes a run of consecutive upserts with multi-row statements.
-        async fn flush_upserts<'b>(
+        /// Writes upserts of distinct URIs with multi-row statements.
+        async fn write_upserts(
             c: &mut Conn,
-            run: &mut Vec<(&'b RecordRow, Option<&'b IndexRow>)>,
+            items: &[(&RecordRow, Option<&IndexRow>)],
             now: i64,
         ) -> Result<(), StoreError> {
-            if run.is_empty() {
+            if items.is_empty() {
                 return Ok(());
             }
-            // Last write per URI wins, as if applied one by one; also keeps one ON CONFLICT
-            // target per statement, which PostgreSQL requires.
-            let mut seen: HashSet<&str> = HashSet::new();
-            let mut items: Vec<(&RecordRow, Option<&IndexRow>)> =
-                run.drain(..).rev().filter(|(r, _)| seen.insert(r.uri.as_str())).collect();
-            items.reverse();
-
             let record_rows: Vec<Vec<Arg<'_>>> = items
                 .iter()
                 .map(|(r, _)| {
@@ -563,7 +592,7 @@ macro_rules! backend_ops {
             let mut endorsements: Vec<(&RecordRow, &EndorsementRow)> = Vec::new();
             let mut profiles: Vec<(&RecordRow, &OperatorProfileRow)> = Vec::new();
             let mut unindexed: Vec<&str> = Vec::new();
-            for (r, idx) in &items {
+            for (r, idx) in items {
                 match idx {
                     Some(IndexRow::Service(s)) => services.push((r, s)),
                     Some(IndexRow::Endorsement(e)) => endorsements.push((r, e)),

@@ -322,11 +322,15 @@ pub enum Change {
     },
 }
 
-/// Changes applied in one transaction together with the firehose cursor they lead to.
+/// Changes applied in one transaction together with the firehose cursors they lead to.
+///
+/// The result is that of applying `changes` one by one in order; the store writes it
+/// set-wise (see the `group` module), so batching many frames costs few statements.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
-    /// `(source, seq)`: the cursor to store with these changes.
-    pub cursor: Option<(String, i64)>,
+    /// `(source, seq)` per firehose source: the cursors to store with these changes (the
+    /// last one given per source wins).
+    pub cursors: Vec<(String, i64)>,
     /// Applied in order.
     pub changes: Vec<Change>,
 }
@@ -435,7 +439,8 @@ pub struct EndorsementCounts {
 /// Counts for the status endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Known operators, any status.
+    /// Known operators, any status: every DID with an account or identity event or a
+    /// record change.
     pub operators: i64,
     /// Operators whose status is not active.
     pub inactive_operators: i64,

@@ -561,7 +561,7 @@ async fn takedown_hides(ctx: Ctx) {
     ];
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await
@@ -636,7 +636,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let changes = vec![Change::DeleteRecord { uri: gone.clone() }];
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await
@@ -667,7 +667,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let changes = vec![upsert_endorsement(&e)];
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await
@@ -687,7 +687,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let changes = vec![upsert_service(&svc)];
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await
@@ -747,7 +747,7 @@ async fn pagination_is_stable(ctx: Ctx) {
     let changes = vec![upsert_endorsement(&e)];
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await

@@ -123,7 +123,7 @@ pub async fn apply(store: &Store, changes: Vec<Change>) {
     for chunk in changes.chunks(500) {
         store
             .apply(&Batch {
-                cursor: None,
+                cursors: Vec::new(),
                 changes: chunk.to_vec(),
             })
             .await

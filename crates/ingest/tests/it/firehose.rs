@@ -208,7 +208,7 @@ async fn forged_firehose(store: Store) {
     let source = Url::parse(&net.ws).expect("ws url");
     store
         .apply(&Batch {
-            cursor: Some((source.to_string(), 1_000_000)),
+            cursors: vec![(source.to_string(), 1_000_000)],
             changes: Vec::new(),
         })
         .await

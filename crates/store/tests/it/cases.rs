@@ -64,7 +64,7 @@ async fn apply_and_read_back(ctx: Ctx) {
         detail: Some("missing name".into()),
     };
     let b1 = Batch {
-        cursor: Some(("wss://relay.test".into(), 42)),
+        cursors: vec![("wss://relay.test".into(), 42)],
         changes: vec![
             Change::Account {
                 did: a.clone(),
@@ -196,7 +196,8 @@ async fn apply_and_read_back(ctx: Ctx) {
     assert_eq!(
         stats,
         Stats {
-            operators: 1,
+            // Alice, and the endorsement's author: every repo owner with records is known.
+            operators: 2,
             inactive_operators: 0,
             repos: 1,
             records: 3,
@@ -210,7 +211,18 @@ async fn apply_and_read_back(ctx: Ctx) {
         store.operator_status(&a).await.expect("status"),
         Some(OperatorStatus::Active)
     );
-    assert_eq!(store.operator_status(&b).await.expect("status"), None);
+    // Known from its endorsement record, with no account event: active.
+    assert_eq!(
+        store.operator_status(&b).await.expect("status"),
+        Some(OperatorStatus::Active)
+    );
+    assert_eq!(
+        store
+            .operator_status(&did("never-seen"))
+            .await
+            .expect("status"),
+        None
+    );
 }
 
 async fn upsert_replaces(ctx: Ctx) {
@@ -557,7 +569,7 @@ async fn replaying_a_batch_changes_nothing(ctx: Ctx) {
     let mut e = endorsement(&b, "t1", &a);
     e.capabilities = vec!["z.z".into(), "a.a".into()];
     let full = Batch {
-        cursor: Some(("src".into(), 7)),
+        cursors: vec![("src".into(), 7)],
         changes: vec![
             Change::Identity {
                 did: a.clone(),
@@ -617,7 +629,7 @@ async fn failing_change_rolls_back_batch(ctx: Ctx) {
     let a = did("a");
     store
         .apply(&Batch {
-            cursor: Some(("src".into(), 1)),
+            cursors: vec![("src".into(), 1)],
             changes: vec![upsert_service(&service(&a, "keep", "c0"))],
         })
         .await
@@ -628,7 +640,7 @@ async fn failing_change_rolls_back_batch(ctx: Ctx) {
     let mut bad = service(&a, "bad", "c2");
     bad.prices = vec![price("per_call", "USD", "1.2.3")];
     let failing = Batch {
-        cursor: Some(("src".into(), 2)),
+        cursors: vec![("src".into(), 2)],
         changes: vec![
             upsert_service(&service(&a, "new", "c1")),
             Change::DeleteRecord {
@@ -653,7 +665,7 @@ async fn failing_change_rolls_back_batch(ctx: Ctx) {
     let mut clash = record(&a, SVC, "keep", "c9");
     clash.uri = "at://someone-else/clash".into();
     let failing = Batch {
-        cursor: Some(("src".into(), 3)),
+        cursors: vec![("src".into(), 3)],
         changes: vec![
             upsert_service(&service(&a, "new", "c1")),
             Change::Reject(RejectionRow {
@@ -1239,7 +1251,7 @@ async fn large_batch(ctx: Ctx) {
     }
     store
         .apply(&Batch {
-            cursor: Some(("src".into(), 1_200)),
+            cursors: vec![("src".into(), 1_200)],
             changes,
         })
         .await

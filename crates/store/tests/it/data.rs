@@ -103,7 +103,7 @@ pub fn profile(did: &str, name: &str) -> Change {
 
 pub fn batch(changes: Vec<Change>) -> Batch {
     Batch {
-        cursor: None,
+        cursors: Vec::new(),
         changes,
     }
 }

@@ -3,5 +3,6 @@
 
 mod cases;
 mod data;
+mod equiv;
 mod harness;
 mod prop;
