@@ -147,12 +147,14 @@ pub async fn run_frames(
     ));
 
     let (done_tx, done_rx) = mpsc::channel::<Done>(config.queue);
+    let source_urls: Arc<Vec<Option<Url>>> =
+        Arc::new(sources.iter().map(|s| Url::parse(s).ok()).collect());
     let mut shard_txs = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..config.shards.max(1) {
         let (tx, rx) = mpsc::channel::<Job>(config.queue / config.shards.max(1) + 1);
         shard_txs.push(tx);
-        let mut shard = Shard::new(ctx.clone());
+        let mut shard = Shard::new(ctx.clone(), source_urls.clone());
         let done = done_tx.clone();
         workers.push(tokio::spawn(async move { shard.run(rx, done).await }));
     }
@@ -396,6 +398,8 @@ impl Held {
 /// One verification worker; owns the state of the DIDs that hash to it.
 struct Shard {
     ctx: Arc<Context>,
+    /// Firehose URLs by source index (`None` for names that are not URLs, e.g. a replay).
+    sources: Arc<Vec<Option<Url>>>,
     held: HashMap<String, Held>,
 }
 
@@ -403,9 +407,10 @@ struct Shard {
 const HELD_CAPACITY: usize = 100_000;
 
 impl Shard {
-    fn new(ctx: Arc<Context>) -> Self {
+    fn new(ctx: Arc<Context>, sources: Arc<Vec<Option<Url>>>) -> Self {
         Self {
             ctx,
+            sources,
             held: HashMap::new(),
         }
     }
@@ -413,7 +418,7 @@ impl Shard {
     async fn run(&mut self, mut rx: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
         while let Some(job) = rx.recv().await {
             let changes = match frame::decode_frame(&job.bytes) {
-                Ok(f) => self.handle(f).await,
+                Ok(f) => self.handle(job.source, f).await,
                 Err(e) => {
                     self.ctx.metrics.frame_error(error_kind(&e));
                     tracing::warn!(error = %e, "dropping malformed frame");
@@ -475,14 +480,17 @@ impl Shard {
         e.state = state;
     }
 
-    async fn handle(&mut self, f: Frame) -> Vec<Change> {
+    async fn handle(&mut self, source: usize, f: Frame) -> Vec<Change> {
         match f {
             Frame::Commit(ev) => self.commit(*ev).await,
             // Account-level events matter only for repos and accounts we know.
             Frame::Sync(ev) if self.held(&ev.did).await.known => self.sync(ev).await,
             Frame::Identity(ev) if self.held(&ev.did).await.known => self.identity(&ev.did).await,
             Frame::Account(ev) if self.held(&ev.did).await.known => {
-                self.account(&ev.did, ev.active, ev.status.as_deref())
+                match self.believed_status(source, &ev).await {
+                    Some(status) => self.account(&ev.did, status),
+                    None => Vec::new(),
+                }
             }
             Frame::Sync(_) | Frame::Identity(_) | Frame::Account(_) => Vec::new(),
             Frame::Info(_) | Frame::Error(_) | Frame::Unknown(_) => Vec::new(),
@@ -633,14 +641,53 @@ impl Shard {
             .collect()
     }
 
-    fn account(&mut self, did: &Did, active: bool, status: Option<&str>) -> Vec<Change> {
-        let status = if active {
-            OperatorStatus::Active
-        } else {
-            status
-                .and_then(OperatorStatus::parse)
-                .unwrap_or(OperatorStatus::Deactivated)
+    /// The status an `#account` event may set. The event is unsigned, so only the account's
+    /// own host speaks for it: from that host it is taken as is; from any other source (a
+    /// relay, or a PDS talking about an account it does not host) the host is asked with
+    /// `getRepoStatus` and its answer is used instead. No answer, no change.
+    async fn believed_status(
+        &self,
+        source: usize,
+        ev: &frame::AccountEvent,
+    ) -> Option<OperatorStatus> {
+        let host = match self.ctx.resolver.resolve(&ev.did).await {
+            Ok(ident) => ident.pds.as_deref().and_then(|p| Url::parse(p).ok()),
+            Err(e) => {
+                tracing::warn!(did = %ev.did, error = %e, "#account of an unresolvable DID ignored");
+                self.ctx
+                    .metrics
+                    .account_unconfirmed
+                    .fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
         };
+        let from_host = match (self.sources.get(source).and_then(Option::as_ref), &host) {
+            (Some(src), Some(host)) => same_host(src, host),
+            _ => false,
+        };
+        if from_host {
+            return Some(account_status(ev.active, ev.status.as_deref()));
+        }
+        match self.ctx.fetcher.repo_status(&ev.did).await {
+            Ok((active, status)) => {
+                self.ctx
+                    .metrics
+                    .account_confirmed
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(account_status(active, status.as_deref()))
+            }
+            Err(e) => {
+                tracing::warn!(did = %ev.did, error = %e, "#account not confirmed by the account's host; ignored");
+                self.ctx
+                    .metrics
+                    .account_unconfirmed
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    fn account(&mut self, did: &Did, status: OperatorStatus) -> Vec<Change> {
         let e = self
             .held
             .entry(did.as_str().to_owned())
@@ -697,6 +744,37 @@ impl Shard {
     }
 }
 
+/// An account status from the `active` flag and `status` string of `#account` or
+/// `getRepoStatus`; an inactive account with an unknown status counts as deactivated.
+fn account_status(active: bool, status: Option<&str>) -> OperatorStatus {
+    if active {
+        OperatorStatus::Active
+    } else {
+        status
+            .and_then(OperatorStatus::parse)
+            .unwrap_or(OperatorStatus::Deactivated)
+    }
+}
+
+/// Whether a firehose URL and a PDS endpoint name the same server: same host and port,
+/// `ws`/`wss` counting as `http`/`https`, and any loopback name as any other.
+fn same_host(source: &Url, pds: &Url) -> bool {
+    fn host(u: &Url) -> Option<String> {
+        let h = u
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let loopback = h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        Some(if loopback { "loopback".to_owned() } else { h })
+    }
+    host(source).is_some()
+        && host(source) == host(pds)
+        && source.port_or_known_default() == pds.port_or_known_default()
+}
+
 /// The handle change for a DID: its declared handle, and whether it resolves back.
 pub async fn identity_change(resolver: &Resolver, did: &Did) -> Option<Change> {
     let ident = resolver.resolve(did).await.ok()?;
@@ -730,4 +808,47 @@ fn repo_state(row: &RepoRow) -> Option<RepoState> {
         rev: Tid::parse(row.rev.as_deref()?).ok()?,
         data: row.data_cid.as_deref()?.parse().ok()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn a_firehose_is_its_pds_only_on_the_same_host_and_port() {
+        let pds = url("https://pds.example.com");
+        assert!(same_host(&url("wss://pds.example.com/xrpc/x"), &pds));
+        assert!(same_host(&url("wss://PDS.example.com:443"), &pds));
+        assert!(!same_host(&url("wss://bsky.network"), &pds));
+        assert!(
+            !same_host(&url("ws://pds.example.com"), &pds),
+            "port 80 is not 443"
+        );
+        assert!(!same_host(&url("wss://pds.example.com.evil.net"), &pds));
+        let local = url("http://localhost:2583");
+        assert!(same_host(&url("ws://127.0.0.1:2583"), &local));
+        assert!(same_host(&url("ws://[::1]:2583"), &local));
+        assert!(!same_host(&url("ws://127.0.0.1:2584"), &local));
+    }
+
+    #[test]
+    fn account_status_from_flags() {
+        assert_eq!(
+            account_status(true, Some("takendown")),
+            OperatorStatus::Active
+        );
+        assert_eq!(
+            account_status(false, Some("takendown")),
+            OperatorStatus::Takendown
+        );
+        assert_eq!(
+            account_status(false, Some("bogus")),
+            OperatorStatus::Deactivated
+        );
+        assert_eq!(account_status(false, None), OperatorStatus::Deactivated);
+    }
 }

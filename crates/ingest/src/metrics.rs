@@ -39,6 +39,11 @@ pub struct Metrics {
     pub batches: AtomicU64,
     /// Identity lookups that failed.
     pub identity_failures: AtomicU64,
+    /// `#account` events from a source other than the account's host, whose status the host
+    /// confirmed with `getRepoStatus` (its answer was applied).
+    pub account_confirmed: AtomicU64,
+    /// `#account` events ignored: the account's host could not be resolved or asked.
+    pub account_unconfirmed: AtomicU64,
     /// Last committed cursor, by source.
     cursors: Mutex<BTreeMap<String, i64>>,
     /// Events waiting between the socket and the writer.
@@ -106,6 +111,16 @@ impl Metrics {
             "guildhall_commits_skipped_total",
             "Commits of untracked repos dropped after routing.",
             g(&self.commits_skipped),
+        );
+        counter(
+            "guildhall_account_events_confirmed_total",
+            "#account events from another source than the account's host, confirmed with the host's getRepoStatus.",
+            g(&self.account_confirmed),
+        );
+        counter(
+            "guildhall_account_events_unconfirmed_total",
+            "#account events ignored because the account's host could not confirm them.",
+            g(&self.account_unconfirmed),
         );
         counter(
             "guildhall_records_indexed_total",

@@ -134,6 +134,48 @@ impl RepoFetcher {
         }
     }
 
+    /// The account's status as its own PDS reports it (`com.atproto.sync.getRepoStatus`):
+    /// `(active, status)`. A repo the PDS does not know (`RepoNotFound`) reads as deleted.
+    pub async fn repo_status(&self, did: &Did) -> Result<(bool, Option<String>), FetchError> {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            active: bool,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        let ident = self.resolver.resolve(did).await?;
+        let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
+        let url = format!(
+            "{}/xrpc/com.atproto.sync.getRepoStatus",
+            pds.trim_end_matches('/')
+        );
+        let resp = self
+            .resolver
+            .http()
+            .get(&url)
+            .query(&[("did", did.as_str())])
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| FetchError::Http(e.to_string()))?;
+        let status = resp.status();
+        let body = crate::identity::read_capped(resp, 64 << 10)
+            .await
+            .map_err(FetchError::Http)?;
+        if status == reqwest::StatusCode::BAD_REQUEST
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["error"] == "RepoNotFound")
+        {
+            return Ok((false, Some("deleted".to_owned())));
+        }
+        if !status.is_success() {
+            return Err(FetchError::Http(format!("getRepoStatus: status {status}")));
+        }
+        let s: Status = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Http(format!("getRepoStatus: {e}")))?;
+        Ok((s.active, s.status))
+    }
+
     /// Fetches, verifies and plans a repo.
     pub async fn fetch(&self, did: &Did) -> Result<Snapshot, FetchError> {
         let car = self.download(did).await?;

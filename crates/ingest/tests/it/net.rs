@@ -67,6 +67,21 @@ struct Shared {
     fired: Mutex<HashSet<usize>>,
     connections: Mutex<Vec<Option<i64>>>,
     barrier_timeouts: Mutex<u64>,
+    /// What `getRepoStatus` answers per DID (absent: `RepoNotFound`).
+    repo_status: Mutex<HashMap<String, RepoStatusAnswer>>,
+    repo_status_calls: Mutex<u64>,
+}
+
+/// A scripted `getRepoStatus` answer.
+#[derive(Debug, Clone)]
+pub enum RepoStatusAnswer {
+    /// 200 with `{did, active, status?}`.
+    Status {
+        active: bool,
+        status: Option<String>,
+    },
+    /// The PDS fails (HTTP 500).
+    Fail,
 }
 
 /// The running servers. Dropping it stops them.
@@ -118,6 +133,7 @@ impl Net {
 
         let app = axum::Router::new()
             .route("/xrpc/com.atproto.sync.getRepo", get(get_repo))
+            .route("/xrpc/com.atproto.sync.getRepoStatus", get(get_repo_status))
             .route(
                 "/xrpc/com.atproto.identity.resolveHandle",
                 get(resolve_handle),
@@ -191,6 +207,22 @@ impl Net {
             .unwrap_or_default()
     }
 
+    /// Sets what `getRepoStatus` answers for `did`.
+    pub fn set_repo_status(&self, did: &str, answer: RepoStatusAnswer) {
+        if let Ok(mut m) = self.shared.repo_status.lock() {
+            m.insert(did.to_owned(), answer);
+        }
+    }
+
+    /// `getRepoStatus` calls so far.
+    pub fn repo_status_calls(&self) -> u64 {
+        self.shared
+            .repo_status_calls
+            .lock()
+            .map(|n| *n)
+            .unwrap_or(0)
+    }
+
     /// How many `AwaitGetRepo` steps gave up waiting.
     pub fn barrier_timeouts(&self) -> u64 {
         self.shared.barrier_timeouts.lock().map(|n| *n).unwrap_or(0)
@@ -243,6 +275,32 @@ async fn get_repo(
     match car {
         Some(car) => ([(header::CONTENT_TYPE, "application/vnd.ipld.car")], car).into_response(),
         None => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "RepoNotFound"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_repo_status(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Ok(mut n) = s.repo_status_calls.lock() {
+        *n += 1;
+    }
+    let answer = q
+        .get("did")
+        .and_then(|d| s.repo_status.lock().ok()?.get(d).cloned());
+    match (answer, q.get("did")) {
+        (Some(RepoStatusAnswer::Status { active, status }), Some(did)) => {
+            axum::Json(serde_json::json!({ "did": did, "active": active, "status": status }))
+                .into_response()
+        }
+        (Some(RepoStatusAnswer::Fail), _) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "scripted failure").into_response()
+        }
+        _ => (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({"error": "RepoNotFound"})),
         )

@@ -6,13 +6,13 @@ use std::time::Duration;
 use guildhall_ingest::firehose::RawFrame;
 use guildhall_ingest::indexer::{self, IndexerConfig};
 use guildhall_proto::forge::Forged;
-use guildhall_store::{RepoStatus, Store};
+use guildhall_store::{OperatorStatus, RepoStatus, Store};
 use tokio::sync::mpsc;
 
 use crate::firehose::{context, counter};
 use crate::forged::{Account, bad_service, service};
 use crate::harness::both;
-use crate::net::Net;
+use crate::net::{Net, RepoStatusAnswer};
 
 fn frame(seq: &mut i64, mut f: Forged) -> Vec<u8> {
     *seq += 1;
@@ -120,4 +120,141 @@ async fn invalid_input_never_reaches_the_index(store: Store) {
     );
 }
 
-both!(invalid_input_never_reaches_the_index);
+/// The body of a `#account` event.
+#[derive(serde::Serialize)]
+struct AccountBody<'a> {
+    seq: i64,
+    did: &'a str,
+    active: bool,
+    status: Option<&'a str>,
+    time: &'a str,
+}
+
+fn account_frame(seq: &mut i64, did: &str, active: bool, status: Option<&str>) -> Vec<u8> {
+    *seq += 1;
+    guildhall_proto::forge::frame_of(
+        "#account",
+        &AccountBody {
+            seq: *seq,
+            did,
+            active,
+            status,
+            time: "2026-11-26T00:00:00.000Z",
+        },
+    )
+}
+
+/// `#account` is unsigned: only the account's own host may change its status. From any
+/// other source the host is asked with `getRepoStatus`, and its answer wins.
+async fn account_events_need_the_accounts_host(store: Store) {
+    let net = Net::start().await.expect("servers");
+    let mut alice = Account::new("alice", 1);
+    let mut bob = Account::new("bob", 2);
+    let mut carol = Account::new("carol", 3);
+    for a in [&alice, &bob, &carol] {
+        net.add_account(a.did.as_str(), &a.handle, &a.key());
+    }
+    // Source 0 names the accounts' PDS (the DID documents point at net.http); source 1 is
+    // some other server, e.g. a relay.
+    let host = net.http.replacen("http://", "ws://", 1);
+    let sources = vec![host, "wss://relay.example".to_owned()];
+    net.set_repo_status(
+        alice.did.as_str(),
+        RepoStatusAnswer::Status {
+            active: true,
+            status: None,
+        },
+    );
+    net.set_repo_status(
+        bob.did.as_str(),
+        RepoStatusAnswer::Status {
+            active: false,
+            status: Some("takendown".to_owned()),
+        },
+    );
+    net.set_repo_status(carol.did.as_str(), RepoStatusAnswer::Fail);
+
+    let mut seq = 0;
+    let mut frames: Vec<(usize, Vec<u8>)> = Vec::new();
+    for a in [&mut alice, &mut bob, &mut carol] {
+        // Genesis, then a service: the consumer follows the repo from its empty tree.
+        frames.push((0, frame(&mut seq, a.commit(vec![]))));
+        let svc = a.commit(vec![service("svc", "Svc", &["sms.send"])]);
+        frames.push((0, frame(&mut seq, svc)));
+    }
+    // From the relay: alice's host says she is active (ignored), bob's confirms the
+    // takedown (applied), carol's host fails (ignored).
+    frames.push((
+        1,
+        account_frame(&mut seq, alice.did.as_str(), false, Some("takendown")),
+    ));
+    frames.push((
+        1,
+        account_frame(&mut seq, bob.did.as_str(), false, Some("takendown")),
+    ));
+    frames.push((
+        1,
+        account_frame(&mut seq, carol.did.as_str(), false, Some("deactivated")),
+    ));
+    let calls_before_host_event = 3;
+    // From carol's own host: applied as is, without asking.
+    frames.push((
+        0,
+        account_frame(&mut seq, carol.did.as_str(), false, Some("deactivated")),
+    ));
+
+    let ctx = context(store.clone(), &net);
+    let config = IndexerConfig {
+        batch_delay: Duration::from_millis(5),
+        ..IndexerConfig::default()
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let feeder = tokio::spawn(async move {
+        for (source, bytes) in frames {
+            tx.send(RawFrame { source, bytes }).await.expect("send");
+        }
+    });
+    indexer::run_frames(ctx.clone(), config, sources, rx)
+        .await
+        .expect("run_frames");
+    feeder.await.expect("feeder");
+
+    let status = |d: &guildhall_proto::syntax::Did| {
+        let store = store.clone();
+        let d = d.to_string();
+        async move { store.operator_status(&d).await.expect("status") }
+    };
+    assert_eq!(status(&alice.did).await, Some(OperatorStatus::Active));
+    assert_eq!(status(&bob.did).await, Some(OperatorStatus::Takendown));
+    assert_eq!(status(&carol.did).await, Some(OperatorStatus::Deactivated));
+    assert_eq!(net.repo_status_calls(), calls_before_host_event);
+    let text = ctx.metrics.render();
+    assert_eq!(
+        counter(&text, "guildhall_account_events_confirmed_total"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        counter(&text, "guildhall_account_events_unconfirmed_total"),
+        1,
+        "{text}"
+    );
+    // Hidden means hidden: bob's and carol's services are gone from search, alice's is not.
+    let hits = store
+        .search_services(&guildhall_store::ServiceQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("search");
+    let owners: Vec<String> = hits.into_iter().map(|h| h.did).collect();
+    let stats = store.stats().await.expect("stats");
+    // All three services are held; only alice's is visible.
+    assert_eq!((stats.records, stats.services), (3, 1), "{stats:?}");
+    assert_eq!(owners, vec![alice.did.to_string()]);
+}
+
+both!(
+    invalid_input_never_reaches_the_index,
+    account_events_need_the_accounts_host
+);
