@@ -137,6 +137,12 @@ pub async fn subscribe(
                                 Ok(Frame::Info(i)) => {
                                     metrics.server_message(known_message(&i.name));
                                     tracing::warn!(%base, name = %i.name, message = ?i.message, "firehose info");
+                                    // The pipeline acts on it (OutdatedCursor: recheck every
+                                    // tracked repo), in order with the events around it.
+                                    metrics.queued.fetch_add(1, Ordering::Relaxed);
+                                    if tx.send(RawFrame { source, bytes }).await.is_err() {
+                                        return;
+                                    }
                                 }
                                 _ => metrics.frame_error("header"),
                             }

@@ -81,8 +81,17 @@ struct Job {
     ticket: u64,
     source: usize,
     seq: Option<i64>,
-    bytes: Vec<u8>,
+    work: Work,
     permit: OwnedSemaphorePermit,
+}
+
+/// What a shard is asked to do, in stream order with the repo's other events.
+enum Work {
+    /// A frame to decode and apply.
+    Frame(Vec<u8>),
+    /// The stream skipped events (`OutdatedCursor`): compare the repo's head with its host
+    /// and resync it if it moved meanwhile.
+    Recheck(Did),
 }
 
 struct Done {
@@ -162,7 +171,9 @@ pub async fn run_frames(
     let window = Arc::new(Semaphore::new(config.queue.saturating_mul(4).max(1)));
 
     let mut ticket: u64 = 0;
+    let mut gap = false;
     while let Some(raw) = raw_rx.recv().await {
+        let raw_source = raw.source;
         let Ok(permit) = window.clone().acquire_owned().await else {
             break;
         };
@@ -189,6 +200,12 @@ pub async fn run_frames(
                     // Rare, and the repo may have become tracked elsewhere (a backfill): the
                     // shard asks the store before acting.
                     "#sync" | "#identity" | "#account" => true,
+                    "#info" => {
+                        if is_outdated_cursor(&raw.bytes) {
+                            gap = true;
+                        }
+                        false
+                    }
                     _ => false,
                 };
                 (r.seq, wanted.then(|| shard_of(did, shard_txs.len())))
@@ -205,7 +222,7 @@ pub async fn run_frames(
                     ticket,
                     source: raw.source,
                     seq,
-                    bytes: raw.bytes,
+                    work: Work::Frame(raw.bytes),
                     permit,
                 })
                 .await
@@ -223,6 +240,37 @@ pub async fn run_frames(
         };
         if !sent {
             break;
+        }
+        if std::mem::take(&mut gap) {
+            // Events between our cursor and the oldest the server keeps are gone: any tracked
+            // repo may have changed unseen. Each one is rechecked by its shard, in order with
+            // its later events.
+            let dids: Vec<String> = tracked
+                .read()
+                .map(|t| t.iter().cloned().collect())
+                .unwrap_or_default();
+            tracing::warn!(
+                repos = dids.len(),
+                "events were missed (OutdatedCursor); rechecking tracked repos"
+            );
+            for did in dids.into_iter().filter_map(|d| Did::parse(&d).ok()) {
+                let Ok(permit) = window.clone().acquire_owned().await else {
+                    break;
+                };
+                ticket += 1;
+                ctx.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                let i = shard_of(did.as_str(), shard_txs.len());
+                let job = Job {
+                    ticket,
+                    source: raw_source,
+                    seq: None,
+                    work: Work::Recheck(did),
+                    permit,
+                };
+                if shard_txs[i].send(job).await.is_err() {
+                    break;
+                }
+            }
         }
     }
     drop(shard_txs);
@@ -254,6 +302,11 @@ fn known_kind(kind: &str) -> &'static str {
         "error" => "error",
         _ => "other",
     }
+}
+
+/// Whether an `#info` frame says our cursor was older than anything the server keeps.
+fn is_outdated_cursor(bytes: &[u8]) -> bool {
+    matches!(frame::decode_frame(bytes), Ok(Frame::Info(i)) if i.name == "OutdatedCursor")
 }
 
 fn error_kind(e: &frame::FrameError) -> &'static str {
@@ -417,13 +470,16 @@ impl Shard {
 
     async fn run(&mut self, mut rx: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
         while let Some(job) = rx.recv().await {
-            let changes = match frame::decode_frame(&job.bytes) {
-                Ok(f) => self.handle(job.source, f).await,
-                Err(e) => {
-                    self.ctx.metrics.frame_error(error_kind(&e));
-                    tracing::warn!(error = %e, "dropping malformed frame");
-                    Vec::new()
-                }
+            let changes = match &job.work {
+                Work::Frame(bytes) => match frame::decode_frame(bytes) {
+                    Ok(f) => self.handle(job.source, f).await,
+                    Err(e) => {
+                        self.ctx.metrics.frame_error(error_kind(&e));
+                        tracing::warn!(error = %e, "dropping malformed frame");
+                        Vec::new()
+                    }
+                },
+                Work::Recheck(did) => self.recheck(did).await,
             };
             let out = Done {
                 ticket: job.ticket,
@@ -702,6 +758,23 @@ impl Shard {
             did: did.to_string(),
             status,
         }]
+    }
+
+    /// After a gap in the stream: resync the repo if its host's head is not the one we hold.
+    async fn recheck(&mut self, did: &Did) -> Vec<Change> {
+        let held = self.held(did).await;
+        if !held.active {
+            return Vec::new();
+        }
+        match self.ctx.fetcher.latest_rev(did).await {
+            Ok(rev) if held.state.as_ref().is_some_and(|s| s.rev.as_str() == rev) => Vec::new(),
+            Ok(_) => self.resync(did, "moved during a gap in the stream").await,
+            Err(e) => {
+                // Unreachable now: the repo's next commit will not chain and resync it then.
+                tracing::warn!(%did, error = %e, "recheck after a gap failed");
+                Vec::new()
+            }
+        }
     }
 
     fn mark_desync(&mut self, did: &Did) -> Vec<Change> {

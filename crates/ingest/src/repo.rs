@@ -134,21 +134,35 @@ impl RepoFetcher {
         }
     }
 
-    /// The account's status as its own PDS reports it (`com.atproto.sync.getRepoStatus`):
-    /// `(active, status)`. A repo the PDS does not know (`RepoNotFound`) reads as deleted.
-    pub async fn repo_status(&self, did: &Did) -> Result<(bool, Option<String>), FetchError> {
+    /// The rev of the repo's current commit, from its PDS (`com.atproto.sync.getLatestCommit`).
+    pub async fn latest_rev(&self, did: &Did) -> Result<String, FetchError> {
         #[derive(serde::Deserialize)]
-        struct Status {
-            active: bool,
-            #[serde(default)]
-            status: Option<String>,
+        struct Latest {
+            rev: String,
         }
+        let (status, body) = self
+            .small_get(did, "com.atproto.sync.getLatestCommit")
+            .await?;
+        if !status.is_success() {
+            let detail: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            return Err(FetchError::Unavailable(format!(
+                "getLatestCommit: status {status}: {detail}"
+            )));
+        }
+        serde_json::from_slice::<Latest>(&body)
+            .map(|l| l.rev)
+            .map_err(|e| FetchError::Http(format!("getLatestCommit: {e}")))
+    }
+
+    /// A small JSON GET of `method` for `did` at its PDS: the status and a capped body.
+    async fn small_get(
+        &self,
+        did: &Did,
+        method: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), FetchError> {
         let ident = self.resolver.resolve(did).await?;
         let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
-        let url = format!(
-            "{}/xrpc/com.atproto.sync.getRepoStatus",
-            pds.trim_end_matches('/')
-        );
+        let url = format!("{}/xrpc/{method}", pds.trim_end_matches('/'));
         let resp = self
             .resolver
             .http()
@@ -162,6 +176,21 @@ impl RepoFetcher {
         let body = crate::identity::read_capped(resp, 64 << 10)
             .await
             .map_err(FetchError::Http)?;
+        Ok((status, body))
+    }
+
+    /// The account's status as its own PDS reports it (`com.atproto.sync.getRepoStatus`):
+    /// `(active, status)`. A repo the PDS does not know (`RepoNotFound`) reads as deleted.
+    pub async fn repo_status(&self, did: &Did) -> Result<(bool, Option<String>), FetchError> {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            active: bool,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        let (status, body) = self
+            .small_get(did, "com.atproto.sync.getRepoStatus")
+            .await?;
         if status == reqwest::StatusCode::BAD_REQUEST
             && serde_json::from_slice::<serde_json::Value>(&body)
                 .is_ok_and(|v| v["error"] == "RepoNotFound")

@@ -70,6 +70,8 @@ struct Shared {
     /// What `getRepoStatus` answers per DID (absent: `RepoNotFound`).
     repo_status: Mutex<HashMap<String, RepoStatusAnswer>>,
     repo_status_calls: Mutex<u64>,
+    /// What `getLatestCommit` answers per DID: the head's rev.
+    heads: Mutex<HashMap<String, String>>,
 }
 
 /// A scripted `getRepoStatus` answer.
@@ -134,6 +136,10 @@ impl Net {
         let app = axum::Router::new()
             .route("/xrpc/com.atproto.sync.getRepo", get(get_repo))
             .route("/xrpc/com.atproto.sync.getRepoStatus", get(get_repo_status))
+            .route(
+                "/xrpc/com.atproto.sync.getLatestCommit",
+                get(get_latest_commit),
+            )
             .route(
                 "/xrpc/com.atproto.identity.resolveHandle",
                 get(resolve_handle),
@@ -211,6 +217,18 @@ impl Net {
     pub fn set_repo_status(&self, did: &str, answer: RepoStatusAnswer) {
         if let Ok(mut m) = self.shared.repo_status.lock() {
             m.insert(did.to_owned(), answer);
+        }
+    }
+
+    /// Makes the PDS hold `car` (head `rev`) for `did` whatever the firehose has sent:
+    /// `getRepo` serves it and `getLatestCommit` names its rev.
+    pub fn set_head(&self, did: &str, rev: &str, car: Vec<u8>) {
+        if let Ok(mut e) = self.shared.exports.lock() {
+            e.retain(|(_, d, _)| d != did);
+            e.push((0, did.to_owned(), car));
+        }
+        if let Ok(mut h) = self.shared.heads.lock() {
+            h.insert(did.to_owned(), rev.to_owned());
         }
     }
 
@@ -301,6 +319,25 @@ async fn get_repo_status(
             (StatusCode::INTERNAL_SERVER_ERROR, "scripted failure").into_response()
         }
         _ => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "RepoNotFound"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_latest_commit(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rev = q
+        .get("did")
+        .and_then(|d| s.heads.lock().ok()?.get(d).cloned());
+    match rev {
+        Some(rev) => {
+            axum::Json(serde_json::json!({ "cid": "bafyunused", "rev": rev })).into_response()
+        }
+        None => (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({"error": "RepoNotFound"})),
         )

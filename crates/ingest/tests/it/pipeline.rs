@@ -10,7 +10,7 @@ use guildhall_store::{OperatorStatus, RepoStatus, Store};
 use tokio::sync::mpsc;
 
 use crate::firehose::{context, counter};
-use crate::forged::{Account, bad_service, service};
+use crate::forged::{Account, bad_service, delete, service};
 use crate::harness::both;
 use crate::net::{Net, RepoStatusAnswer};
 
@@ -254,7 +254,96 @@ async fn account_events_need_the_accounts_host(store: Store) {
     assert_eq!(owners, vec![alice.did.to_string()]);
 }
 
+/// `OutdatedCursor`: events were lost, so every tracked repo is compared with its host's head
+/// and resynced only if it moved meanwhile, in order with its later events.
+async fn a_gap_in_the_stream_rechecks_tracked_repos(store: Store) {
+    let net = Net::start().await.expect("servers");
+    let mut alice = Account::new("alice", 1);
+    let mut bob = Account::new("bob", 2);
+    let mut carol = Account::new("carol", 3);
+    for a in [&alice, &bob, &carol] {
+        net.add_account(a.did.as_str(), &a.handle, &a.key());
+    }
+    let mut seq = 0;
+    let mut frames = Vec::new();
+    for a in [&mut alice, &mut bob, &mut carol] {
+        frames.push(frame(&mut seq, a.commit(vec![])));
+        let svc = a.commit(vec![service("one", "One", &["sms.send"])]);
+        frames.push(frame(&mut seq, svc));
+    }
+    // Unseen: alice replaces her service while the consumer is away.
+    let lost = alice.commit(vec![
+        delete("dev.guildhall.service/one"),
+        service("two", "Two", &["sms.send"]),
+    ]);
+    let (did, car) = alice.export();
+    net.set_head(&did, &lost.wire.rev, car);
+    // Unseen too, and carol writes nothing afterwards: only the recheck can find it.
+    let quiet = carol.commit(vec![delete("dev.guildhall.service/one")]);
+    let (did, car) = carol.export();
+    net.set_head(&did, &quiet.wire.rev, car);
+    let (did, car) = bob.export();
+    let bob_rev = bob
+        .repo
+        .head()
+        .map(|(rev, _)| rev.to_string())
+        .expect("bob has a head");
+    net.set_head(&did, &bob_rev, car);
+    frames.push(guildhall_proto::forge::frame_of(
+        "#info",
+        &InfoBody {
+            name: "OutdatedCursor",
+            message: Some("cursor too old"),
+        },
+    ));
+    // Live again: alice's next commit chains on the state the recheck fetched.
+    let three = alice.commit(vec![service("three", "Three", &["sms.send"])]);
+    frames.push(frame(&mut seq, three));
+
+    let ctx = context(store.clone(), &net);
+    let config = IndexerConfig {
+        batch_delay: Duration::from_millis(5),
+        ..IndexerConfig::default()
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let feeder = tokio::spawn(async move {
+        for bytes in frames {
+            tx.send(RawFrame { source: 0, bytes }).await.expect("send");
+        }
+    });
+    indexer::run_frames(ctx.clone(), config, vec!["memory".to_owned()], rx)
+        .await
+        .expect("run_frames");
+    feeder.await.expect("feeder");
+
+    for a in [&alice, &bob, &carol] {
+        let held = store
+            .list_records(a.did.as_str(), "dev.guildhall.service")
+            .await
+            .expect("list");
+        assert_eq!(held, a.expected("dev.guildhall.service"), "{}", a.handle);
+    }
+    let calls = net.get_repo_calls();
+    assert_eq!(calls.get(alice.did.as_str()), Some(&1), "{calls:?}");
+    assert_eq!(calls.get(carol.did.as_str()), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get(bob.did.as_str()),
+        None,
+        "bob did not move: {calls:?}"
+    );
+    let text = ctx.metrics.render();
+    assert_eq!(counter(&text, "guildhall_resyncs_total"), 2, "{text}");
+    assert_eq!(ctx.metrics.verify_failures(), Default::default());
+}
+
+#[derive(serde::Serialize)]
+struct InfoBody<'a> {
+    name: &'a str,
+    message: Option<&'a str>,
+}
+
 both!(
     invalid_input_never_reaches_the_index,
-    account_events_need_the_accounts_host
+    account_events_need_the_accounts_host,
+    a_gap_in_the_stream_rechecks_tracked_repos
 );
