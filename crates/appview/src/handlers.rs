@@ -4,9 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use futures_util::future::try_join_all;
 use guildhall_proto::syntax::AtIdentifier;
-use guildhall_store::{OperatorRow, ServiceCandidate, ServiceQuery, Store};
+use guildhall_store::{OperatorRow, ServiceCandidate, ServiceQuery, ServiceRow, Store};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -15,8 +14,8 @@ use crate::error::XrpcError;
 use crate::params::{self, Params};
 use crate::search::{self, RankedService, SearchRequest, now_us, rank_candidates};
 use crate::views::{
-    CapabilityCount, EndorsementView, OperatorBasic, OperatorView, ServiceView, TrustInfo,
-    endorsement_record,
+    CapabilityCount, EndorsementView, OperatorBasic, OperatorView, PathEdge, ServiceView,
+    TrustInfo, endorsement_record,
 };
 
 type XrpcResult = Result<Json<Value>, XrpcError>;
@@ -27,7 +26,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> XrpcResult {
         .map_err(|e| XrpcError::Internal(format!("serialising a response: {e}")))
 }
 
-/// Active operators by DID, one lookup per distinct DID.
+/// Active operators by DID, read in one batch.
 async fn operators(
     store: &Store,
     dids: impl IntoIterator<Item = &str>,
@@ -35,7 +34,7 @@ async fn operators(
     let mut want: Vec<&str> = dids.into_iter().collect();
     want.sort_unstable();
     want.dedup();
-    let rows = try_join_all(want.iter().map(|d| store.operator(d))).await?;
+    let rows = store.operators_by_dids(&want).await?;
     Ok(rows
         .into_iter()
         .flatten()
@@ -43,11 +42,25 @@ async fn operators(
         .collect())
 }
 
-/// Fills path-edge CIDs the graph did not keep (graphs built with `keep_cids = false`).
-async fn resolve_path_cids(store: &Store, trust: &mut TrustInfo) -> Result<(), XrpcError> {
-    for e in trust.path.iter_mut().filter(|e| e.cid.is_empty()) {
-        if let Some(r) = store.record(&e.uri).await? {
-            e.cid = r.cid;
+/// Fills path-edge CIDs the graph did not keep (graphs built with `keep_cids = false`), for
+/// every path of a page in one batched read.
+async fn resolve_path_cids<'a>(
+    store: &Store,
+    trusts: impl IntoIterator<Item = &'a mut TrustInfo>,
+) -> Result<(), XrpcError> {
+    let mut edges: Vec<&mut PathEdge> = trusts
+        .into_iter()
+        .flat_map(|t| t.path.iter_mut())
+        .filter(|e| e.cid.is_empty())
+        .collect();
+    if edges.is_empty() {
+        return Ok(());
+    }
+    let uris: Vec<&str> = edges.iter().map(|e| e.uri.as_str()).collect();
+    let cids = store.record_cids(&uris).await?;
+    for (e, cid) in edges.iter_mut().zip(cids) {
+        if let Some(c) = cid {
+            e.cid = c;
         }
     }
     Ok(())
@@ -63,22 +76,37 @@ async fn service_views(
     store: &Store,
     ranked: Vec<RankedService>,
 ) -> Result<Vec<ServiceView>, XrpcError> {
-    let rows = try_join_all(ranked.iter().map(|r| store.service(&r.uri))).await?;
-    let ops = operators(store, ranked.iter().map(|r| r.did.as_str())).await?;
-    let mut out = Vec::with_capacity(ranked.len());
-    for (r, row) in ranked.into_iter().zip(rows) {
-        let Some(row) = row else { continue };
-        let mut trust = r.trust;
-        resolve_path_cids(store, &mut trust).await?;
-        out.push(ServiceView {
-            uri: row.uri,
-            cid: row.cid,
-            operator: OperatorBasic::from_row(&r.did, ops.get(&r.did)),
-            record: parse_record(&row.record_json)?,
-            trust: Some(trust),
-        });
-    }
-    Ok(out)
+    let uris: Vec<&str> = ranked.iter().map(|r| r.uri.as_str()).collect();
+    let rows = store.services_by_uris(&uris).await?;
+    hydrate(store, ranked, rows).await
+}
+
+/// Views of ranked services from their rows (`rows[i]` belongs to `ranked[i]`; `None` is
+/// dropped): one batched read for the operators and one for path CIDs, whatever the page size.
+async fn hydrate(
+    store: &Store,
+    ranked: Vec<RankedService>,
+    rows: Vec<Option<ServiceRow>>,
+) -> Result<Vec<ServiceView>, XrpcError> {
+    let mut found: Vec<(RankedService, ServiceRow)> = ranked
+        .into_iter()
+        .zip(rows)
+        .filter_map(|(r, row)| Some((r, row?)))
+        .collect();
+    let ops = operators(store, found.iter().map(|(r, _)| r.did.as_str())).await?;
+    resolve_path_cids(store, found.iter_mut().map(|(r, _)| &mut r.trust)).await?;
+    found
+        .into_iter()
+        .map(|(r, row)| {
+            Ok(ServiceView {
+                operator: OperatorBasic::from_row(&r.did, ops.get(&r.did)),
+                record: parse_record(&row.record_json)?,
+                uri: row.uri,
+                cid: row.cid,
+                trust: Some(r.trust),
+            })
+        })
+        .collect()
 }
 
 /// Ranks one operator's services for `viewer` (getService, getOperator).
@@ -231,7 +259,7 @@ pub async fn get_service(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
         viewer.as_ref().map(|d| d.as_str()),
         vec![candidate(&row)],
     );
-    let mut views = service_views(&s.store, ranked).await?;
+    let mut views = hydrate(&s.store, ranked, vec![Some(row)]).await?;
     let view = views
         .pop()
         .ok_or_else(|| XrpcError::NotFound("no such service is indexed".into()))?;
@@ -256,11 +284,11 @@ pub async fn get_operator(State(s): State<AppState>, RawQuery(raw): RawQuery) ->
     // would only sort by the same trust value.
     let mut by_uri: BTreeMap<String, RankedService> =
         ranked.into_iter().map(|r| (r.uri.clone(), r)).collect();
-    let ordered: Vec<RankedService> = services
-        .iter()
-        .filter_map(|svc| by_uri.remove(&svc.uri))
-        .collect();
-    let views = service_views(&s.store, ordered).await?;
+    let (ordered, rows): (Vec<RankedService>, Vec<Option<ServiceRow>>) = services
+        .into_iter()
+        .filter_map(|svc| Some((by_uri.remove(&svc.uri)?, Some(svc))))
+        .unzip();
+    let views = hydrate(&s.store, ordered, rows).await?;
     Ok(Json(json!({
         "operator": to_json(&OperatorView::from(&row))?.0,
         "services": to_json(&views)?.0,
@@ -305,7 +333,7 @@ pub async fn get_trust_path(State(s): State<AppState>, RawQuery(raw): RawQuery) 
     let mut out = json!({"from": from.as_str(), "to": to.as_str(), "found": path.is_some()});
     if let Some(p) = path {
         let mut trust = TrustInfo::from_path(&p);
-        resolve_path_cids(&s.store, &mut trust).await?;
+        resolve_path_cids(&s.store, [&mut trust]).await?;
         out["trust"] = to_json(&trust)?.0;
     }
     Ok(Json(out))
@@ -344,6 +372,18 @@ pub async fn list_endorsements(State(s): State<AppState>, RawQuery(raw): RawQuer
         }
     };
     let ops = operators(&s.store, page.items.iter().map(|e| e.author.as_str())).await?;
+    // Current CIDs of every pinned service on the page, in one batched read.
+    let pinned: Vec<&str> = page
+        .items
+        .iter()
+        .filter_map(|e| e.service_uri.as_deref())
+        .collect();
+    let current: HashMap<&str, String> = pinned
+        .iter()
+        .copied()
+        .zip(s.store.services_by_uris(&pinned).await?)
+        .filter_map(|(u, row)| Some((u, row?.cid)))
+        .collect();
     let now = now_us();
     let mut views = Vec::with_capacity(page.items.len());
     for e in &page.items {
@@ -353,7 +393,7 @@ pub async fn list_endorsements(State(s): State<AppState>, RawQuery(raw): RawQuer
             .and_then(|x| guildhall_proto::syntax::Datetime::parse(x).ok())
             .is_some_and(|x| x.unix_micros() <= now);
         let pin_lapsed = match (&e.service_uri, &e.service_cid) {
-            (Some(u), Some(c)) => s.store.service(u).await?.is_none_or(|svc| &svc.cid != c),
+            (Some(u), Some(c)) => current.get(u.as_str()) != Some(c),
             _ => false,
         };
         views.push(EndorsementView {

@@ -302,4 +302,31 @@ impl Store {
     pub async fn stats(&self) -> Result<Stats, StoreError> {
         dispatch!(self.stats())
     }
+
+    /// Visible services by URI, as [`Store::service`] reads them, one answer per URI given:
+    /// same order, repeats answered again, `None` for a URI not indexed or hidden. Five
+    /// queries per 500 distinct URIs.
+    pub async fn services_by_uris(
+        &self,
+        uris: &[&str],
+    ) -> Result<Vec<Option<ServiceRow>>, StoreError> {
+        dispatch!(self.services_by_uris(uris))
+    }
+
+    /// Active operators by DID, as [`Store::operator`] reads them, one answer per DID given
+    /// (same order, repeats answered again, `None` when unknown or not active). One query
+    /// per 500 distinct DIDs.
+    pub async fn operators_by_dids(
+        &self,
+        dids: &[&str],
+    ) -> Result<Vec<Option<OperatorRow>>, StoreError> {
+        dispatch!(self.operators_by_dids(dids))
+    }
+
+    /// CIDs of raw records by URI, one answer per URI given (same order, repeats answered
+    /// again, `None` when absent). Sync state like [`Store::record`]: not filtered. One query
+    /// per 500 distinct URIs.
+    pub async fn record_cids(&self, uris: &[&str]) -> Result<Vec<Option<String>>, StoreError> {
+        dispatch!(self.record_cids(uris))
+    }
 }

@@ -991,49 +991,46 @@ macro_rules! backend_ops {
             Ok(CandidateSet { candidates, truncated })
         }
 
-        /// Full service rows (children included) for the visible services selected by `filter`
-        /// (`s.uri = $1` or `s.did = $1`).
-        async fn services_where(pool: &Pool, filter: &str, key: &str) -> Result<Vec<ServiceRow>, StoreError> {
-            let sel = format!(
-                "SELECT s.uri, s.did, s.rkey, s.cid, s.name, s.description, s.version, s.created_at, \
-                 s.latency_p95_ms, s.availability_bp, s.success_rate_bp, s.record_json \
-                 FROM services s WHERE {filter} AND {} ORDER BY s.uri",
-                crate::ops::SVC_VISIBLE
-            );
-            let rows = fetch_dyn(pool, sel, &[Arg::Text(Cow::Borrowed(key))]).await?;
-            let mut out: Vec<ServiceRow> = rows
-                .iter()
-                .map(|r| {
-                    Ok(ServiceRow {
-                        uri: text(r, 0)?,
-                        did: text(r, 1)?,
-                        rkey: text(r, 2)?,
-                        cid: text(r, 3)?,
-                        name: text(r, 4)?,
-                        description: opt_text(r, 5)?,
-                        version: opt_text(r, 6)?,
-                        created_at: text(r, 7)?,
-                        latency_p95_ms: opt_int(r, 8)?,
-                        availability_bp: opt_int(r, 9)?,
-                        success_rate_bp: opt_int(r, 10)?,
-                        record_json: text(r, 11)?,
-                        capabilities: Vec::new(),
-                        regions: Vec::new(),
-                        prices: Vec::new(),
-                        tags: Vec::new(),
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
-            if out.is_empty() {
-                return Ok(out);
-            }
+        /// Columns of a full service row `s`, in the order [`service_from_row`] reads them.
+        const SERVICE_COLS: &str = "s.uri, s.did, s.rkey, s.cid, s.name, s.description, s.version, \
+             s.created_at, s.latency_p95_ms, s.availability_bp, s.success_rate_bp, s.record_json";
+
+        /// A service row without its children (capabilities, regions, prices, tags).
+        fn service_from_row(r: &DbRow) -> Result<ServiceRow, StoreError> {
+            Ok(ServiceRow {
+                uri: text(r, 0)?,
+                did: text(r, 1)?,
+                rkey: text(r, 2)?,
+                cid: text(r, 3)?,
+                name: text(r, 4)?,
+                description: opt_text(r, 5)?,
+                version: opt_text(r, 6)?,
+                created_at: text(r, 7)?,
+                latency_p95_ms: opt_int(r, 8)?,
+                availability_bp: opt_int(r, 9)?,
+                success_rate_bp: opt_int(r, 10)?,
+                record_json: text(r, 11)?,
+                capabilities: Vec::new(),
+                regions: Vec::new(),
+                prices: Vec::new(),
+                tags: Vec::new(),
+            })
+        }
+
+        /// Fills the children of `out` from the child rows whose URI is `IN <in_list>` (a
+        /// subquery or a placeholder list bound by `args`): four queries, whatever `out` holds.
+        async fn attach_service_children(
+            pool: &Pool,
+            out: &mut [ServiceRow],
+            in_list: &str,
+            args: &[Arg<'_>],
+        ) -> Result<(), StoreError> {
             let pos: HashMap<String, usize> = out.iter().enumerate().map(|(i, s)| (s.uri.clone(), i)).collect();
-            let sub = format!("(SELECT s.uri FROM services s WHERE {filter})");
             for (table, col) in [("service_capabilities", "capability"), ("service_regions", "region"), ("service_tags", "tag")] {
                 let rows = fetch_dyn(
                     pool,
-                    format!("SELECT uri, {col} FROM {table} WHERE uri IN {sub} ORDER BY uri, {col}"),
-                    &[Arg::Text(Cow::Borrowed(key))],
+                    format!("SELECT uri, {col} FROM {table} WHERE uri IN {in_list} ORDER BY uri, {col}"),
+                    args,
                 )
                 .await?;
                 for r in &rows {
@@ -1051,9 +1048,9 @@ macro_rules! backend_ops {
                 pool,
                 format!(
                     "SELECT uri, model, currency, amount, unit, period FROM service_prices \
-                     WHERE uri IN {sub} ORDER BY uri, idx"
+                     WHERE uri IN {in_list} ORDER BY uri, idx"
                 ),
-                &[Arg::Text(Cow::Borrowed(key))],
+                args,
             )
             .await?;
             for r in &rows {
@@ -1067,6 +1064,24 @@ macro_rules! backend_ops {
                     });
                 }
             }
+            Ok(())
+        }
+
+        /// Full service rows (children included) for the visible services selected by `filter`
+        /// (`s.uri = $1` or `s.did = $1`).
+        async fn services_where(pool: &Pool, filter: &str, key: &str) -> Result<Vec<ServiceRow>, StoreError> {
+            let sel = format!(
+                "SELECT {SERVICE_COLS} FROM services s WHERE {filter} AND {} ORDER BY s.uri",
+                crate::ops::SVC_VISIBLE
+            );
+            let args = [Arg::Text(Cow::Borrowed(key))];
+            let rows = fetch_dyn(pool, sel, &args).await?;
+            let mut out: Vec<ServiceRow> = rows.iter().map(service_from_row).collect::<Result<_, StoreError>>()?;
+            if out.is_empty() {
+                return Ok(out);
+            }
+            let sub = format!("(SELECT s.uri FROM services s WHERE {filter})");
+            attach_service_children(pool, &mut out, &sub, &args).await?;
             Ok(out)
         }
 
@@ -1319,6 +1334,79 @@ macro_rules! backend_ops {
                 rejections: int(&row, 6)?,
                 backfill_pending: int(&row, 7)?,
             })
+        }
+
+        // ------------------------------------------------ batched reads (page hydration)
+
+        /// The distinct keys of `keys` as stored (after [`clean`]), sorted.
+        fn distinct_keys(keys: &[&str]) -> Vec<String> {
+            keys.iter().map(|k| clean(k)).collect::<BTreeSet<String>>().into_iter().collect()
+        }
+
+        /// Placeholder list and bind arguments for one chunk of keys.
+        fn in_list(chunk: &[String]) -> (String, Vec<Arg<'_>>) {
+            let list = format!("({})", key_list(chunk.len(), IS_PG));
+            let args = chunk.iter().map(|k| Arg::Text(Cow::Borrowed(k.as_str()))).collect();
+            (list, args)
+        }
+
+        /// Answers aligned with `keys` (repeats answered again, misses `None`) from rows found
+        /// by their stored key.
+        fn aligned<T: Clone>(keys: &[&str], found: &HashMap<String, T>) -> Vec<Option<T>> {
+            keys.iter()
+                .map(|k| if k.contains('\0') { found.get(&clean(k)) } else { found.get(*k) }.cloned())
+                .collect()
+        }
+
+        pub(crate) async fn services_by_uris(pool: &Pool, uris: &[&str]) -> Result<Vec<Option<ServiceRow>>, StoreError> {
+            let keys = distinct_keys(uris);
+            let mut found: HashMap<String, ServiceRow> = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(rows_per_statement(1)) {
+                let (list, args) = in_list(chunk);
+                let rows = fetch_dyn(
+                    pool,
+                    format!(
+                        "SELECT {SERVICE_COLS} FROM services s WHERE s.uri IN {list} AND {}",
+                        crate::ops::SVC_VISIBLE
+                    ),
+                    &args,
+                )
+                .await?;
+                let mut out: Vec<ServiceRow> = rows.iter().map(service_from_row).collect::<Result<_, StoreError>>()?;
+                if out.is_empty() {
+                    continue;
+                }
+                attach_service_children(pool, &mut out, &list, &args).await?;
+                found.extend(out.into_iter().map(|s| (s.uri.clone(), s)));
+            }
+            Ok(aligned(uris, &found))
+        }
+
+        pub(crate) async fn operators_by_dids(pool: &Pool, dids: &[&str]) -> Result<Vec<Option<OperatorRow>>, StoreError> {
+            let keys = distinct_keys(dids);
+            let mut found: HashMap<String, OperatorRow> = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(rows_per_statement(1)) {
+                let (list, args) = in_list(chunk);
+                let rows = fetch_dyn(pool, format!("{OPERATOR_COLS} WHERE did IN {list} AND status = 'active'"), &args).await?;
+                for r in &rows {
+                    let op = operator_from_row(r)?;
+                    found.insert(op.did.clone(), op);
+                }
+            }
+            Ok(aligned(dids, &found))
+        }
+
+        pub(crate) async fn record_cids(pool: &Pool, uris: &[&str]) -> Result<Vec<Option<String>>, StoreError> {
+            let keys = distinct_keys(uris);
+            let mut found: HashMap<String, String> = HashMap::with_capacity(keys.len());
+            for chunk in keys.chunks(rows_per_statement(1)) {
+                let (list, args) = in_list(chunk);
+                let rows = fetch_dyn(pool, format!("SELECT uri, cid FROM records WHERE uri IN {list}"), &args).await?;
+                for r in &rows {
+                    found.insert(text(r, 0)?, text(r, 1)?);
+                }
+            }
+            Ok(aligned(uris, &found))
         }
     };
 }

@@ -7,8 +7,8 @@
 //!   [`TrustGraph::remove`], [`TrustGraph::set_service_cid`]) and a rebuild past ~5% churn.
 //! - [`TrustGraph::rank`] orders candidate providers by hops from the viewer, then the best
 //!   product of edge weights at that many hops, then the number of independent vouchers, with
-//!   a sybil cap per last-hop endorser and an anchor/quality fallback. [`TrustGraph::path`]
-//!   answers getTrustPath with the same numbers.
+//!   a sybil cap per last-hop endorser (results past it follow every other result) and an
+//!   anchor/quality fallback. [`TrustGraph::path`] answers getTrustPath with the same numbers.
 //! - Edge weight = strength/100 · 2^(−age/τ) · κ, κ = 1 if the endorsement covers the queried
 //!   capability (exact, or a `.`-namespace prefix: `sms` covers `sms.send`), 0.5 if unscoped,
 //!   0 otherwise; zero when expired, deleted, pinned to a service CID that is no longer

@@ -118,10 +118,10 @@ pub struct RankOptions {
     pub half_life_us: i64,
     /// Operators trusted by configuration; seeds of the fallback ranking.
     pub anchors: Vec<String>,
-    /// Sybil cap: in the first `sybil_window` results ...
-    pub sybil_window: usize,
-    /// ... at most this many may share one last-hop endorser (the viewer and anchors exempt).
-    pub sybil_per_endorser: usize,
+    /// Sybil cap: per last-hop endorser (the viewer and anchors exempt), only this many
+    /// results rank on their trust; the rest follow every other result (see
+    /// `TrustGraph::rank`). `None` turns the cap off.
+    pub sybil_per_endorser: Option<usize>,
     /// How many voucher DIDs to name.
     pub voucher_sample: usize,
 }
@@ -131,8 +131,7 @@ impl Default for RankOptions {
         Self {
             half_life_us: YEAR_US,
             anchors: Vec::new(),
-            sybil_window: 10,
-            sybil_per_endorser: 2,
+            sybil_per_endorser: Some(2),
             voucher_sample: 5,
         }
     }

@@ -417,10 +417,17 @@ impl TrustGraph {
     /// Order: candidates reached from the viewer (`Basis::Graph`) by distance ascending, score
     /// descending, voucher count descending; then candidates reached only from the anchors
     /// (`Basis::Fallback` with a distance), same key; then the rest (`Basis::Fallback`, no
-    /// distance) by `quality_ppm` descending; ties by operator DID, service URI, index. Then
-    /// the sybil cap: within the first `sybil_window` results at most `sybil_per_endorser`
-    /// may share a last-hop endorser other than the viewer or an anchor; the excess moves to
-    /// just below the window, order otherwise kept.
+    /// distance) by `quality_ppm` descending; ties by operator DID, service URI, index.
+    ///
+    /// Then the sybil cap (`RankOptions::sybil_per_endorser`, 2 by default): the *last-hop
+    /// endorser* of a result is the author of the final edge of its explaining path, for paths
+    /// of two or more hops (a one-hop path ends at the viewer or an anchor, who are exempt).
+    /// Per endorser, only the first `sybil_per_endorser` results in the order above keep their
+    /// place; every further result of that endorser is *over the cap* and moves below every
+    /// result that is not, `Basis::Fallback` ones included, keeping its relative order. So
+    /// one compromised endorser places at most that many results among any top N, unless
+    /// fewer than N results are not over the cap (then the excess fills the remaining
+    /// places, still after all the others).
     pub fn rank(
         &self,
         viewer: Option<&str>,
@@ -538,34 +545,28 @@ impl TrustGraph {
                 .then(a.candidate.cmp(&b.candidate))
         });
 
-        // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt.
+        // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt. A
+        // partition keeps both sides in ranked order, so the result stays deterministic.
         let endorser = |e: &Entry| -> Option<u32> {
             eval_of(e)
                 .filter(|ev| ev.dist >= 2)
                 .map(|ev| self.author_of(ev.last))
         };
-        let mut window = Vec::with_capacity(opts.sybil_window);
-        let mut demoted = Vec::new();
-        let mut counts: IdMap<usize> = IdMap::default();
-        let mut rest = entries.into_iter();
-        while window.len() < opts.sybil_window {
-            let Some(e) = rest.next() else {
-                break;
-            };
-            match endorser(&e) {
-                Some(u) => {
-                    let n = counts.entry(u).or_insert(0);
-                    if *n >= opts.sybil_per_endorser {
-                        demoted.push(e);
-                    } else {
+        let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_endorser {
+            Some(cap) => {
+                let mut counts: IdMap<usize> = IdMap::default();
+                entries.into_iter().partition(|e| match endorser(e) {
+                    Some(u) => {
+                        let n = counts.entry(u).or_insert(0);
                         *n += 1;
-                        window.push(e);
+                        *n <= cap
                     }
-                }
-                None => window.push(e),
+                    None => true,
+                })
             }
-        }
-        let ordered = window.into_iter().chain(demoted).chain(rest);
+            None => (entries, Vec::new()),
+        };
+        let ordered = kept.into_iter().chain(over);
 
         ordered
             .map(|e| {

@@ -855,11 +855,20 @@ async fn sybil_cap(ctx: Ctx) {
         assert_eq!(h["trust"]["basis"], "graph");
         assert_eq!(h["trust"]["path"].as_array().map(Vec::len), Some(2));
     }
-    // The demoted sybils are still there, below the window.
+    // The demoted sybils are still there, below every provider that is not over the cap:
+    // 2 sybils, the 5 honest, the 10 the viewer has no path to, then the other 998 sybils.
     let (_, body) = get(&app, &search(&v, "&limit=100")).await;
     let ops = operators_of(&body);
-    // Window of 10 (2 sybils), then the 998 demoted sybils, then the rest.
-    assert_eq!(ops.iter().filter(|d| d.contains("sybil")).count(), 2 + 90);
+    assert_eq!(ops.len(), 100);
+    assert!(ops[..2].iter().all(|d| d.contains("sybil")), "{ops:?}");
+    assert!(ops[2..7].iter().all(|d| d.contains(":hp")), "{ops:?}");
+    assert!(ops[7..17].iter().all(|d| d.contains(":other")), "{ops:?}");
+    assert!(ops[17..].iter().all(|d| d.contains("sybil")), "{ops:?}");
+    assert!(
+        body["services"]
+            .as_array()
+            .is_some_and(|a| a[7..17].iter().all(|s| s["trust"]["basis"] == "fallback"))
+    );
 }
 
 async fn limits_cors_and_did_web(ctx: Ctx) {

@@ -6,3 +6,4 @@ mod data;
 mod equiv;
 mod harness;
 mod prop;
+mod reads;

@@ -229,30 +229,26 @@ fn check_path(
     assert_eq!(product, score, "the path explains the score exactly");
 }
 
+/// The sybil cap applied to an uncapped ranking: per last-hop endorser of a path of two or
+/// more hops, the first two results stay; the others follow every other result, in order.
 fn sybil_capped(r: &[Ranked]) -> Vec<usize> {
     let endorser = |x: &Ranked| {
         (x.path.len() >= 2)
             .then(|| x.path.last().map(|e| e.from.clone()))
             .flatten()
     };
-    let (mut window, mut demoted, mut counts) = (Vec::new(), Vec::new(), BTreeMap::new());
-    let mut it = r.iter();
-    while window.len() < 10 {
-        let Some(x) = it.next() else { break };
+    let (mut kept, mut over, mut counts) = (Vec::new(), Vec::new(), BTreeMap::new());
+    for x in r {
         match endorser(x) {
-            Some(u) if counts.get(&u).copied().unwrap_or(0) >= 2 => demoted.push(x.candidate),
+            Some(u) if counts.get(&u).copied().unwrap_or(0) >= 2 => over.push(x.candidate),
             Some(u) => {
                 *counts.entry(u).or_insert(0) += 1;
-                window.push(x.candidate);
+                kept.push(x.candidate);
             }
-            None => window.push(x.candidate),
+            None => kept.push(x.candidate),
         }
     }
-    window
-        .into_iter()
-        .chain(demoted)
-        .chain(it.map(|x| x.candidate))
-        .collect()
+    kept.into_iter().chain(over).collect()
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -302,7 +298,7 @@ proptest! {
             .collect();
         let want = expected(&list, viewer.as_deref(), &anchors, cap, &cands);
 
-        let free = RankOptions { anchors: anchors.clone(), sybil_window: 0, ..RankOptions::default() };
+        let free = RankOptions { anchors: anchors.clone(), sybil_per_endorser: None, ..RankOptions::default() };
         for graph in [&g, &g.rebuilt().unwrap_or_else(|e| panic!("{e}"))] {
             let got = graph.rank(viewer.as_deref(), cap, &cands, NOW, &free);
             let got_rows: Vec<_> = got

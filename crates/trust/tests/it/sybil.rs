@@ -1,7 +1,7 @@
 //! The sybil scenario: one compromised endorser reachable from the viewer vouches for 1,000
-//! sybil operators offering the same capability.
+//! sybil operators offering the same capability, with few or many honest alternatives.
 
-use guildhall_trust::{Basis, CandidateProvider, RankOptions};
+use guildhall_trust::{Basis, CandidateProvider, RankOptions, Ranked, TrustGraph};
 
 use crate::common::*;
 
@@ -37,7 +37,7 @@ fn one_compromised_endorser_gets_at_most_two_of_the_top_ten() {
         &cands,
         NOW,
         &RankOptions {
-            sybil_window: 0,
+            sybil_per_endorser: None,
             ..RankOptions::default()
         },
     );
@@ -59,10 +59,14 @@ fn one_compromised_endorser_gets_at_most_two_of_the_top_ten() {
             .iter()
             .all(|x| x.basis == Basis::Graph && x.distance == Some(2))
     );
-    // The remaining three slots go to unranked (fallback) providers, the excess sybils right
-    // below the window in their original order.
-    assert!(r[7..10].iter().all(|x| x.basis == Basis::Fallback));
-    let demoted: Vec<usize> = r[10..1008].iter().map(|x| x.candidate).collect();
+    // The remaining three slots go to unranked (fallback) providers; every fallback provider
+    // comes before the excess sybils, which follow in their original order.
+    assert!(
+        r[7..27]
+            .iter()
+            .all(|x| x.basis == Basis::Fallback && !is_sybil(x.candidate))
+    );
+    let demoted: Vec<usize> = r[27..].iter().map(|x| x.candidate).collect();
     let expect: Vec<usize> = uncapped
         .iter()
         .map(|x| x.candidate)
@@ -70,7 +74,6 @@ fn one_compromised_endorser_gets_at_most_two_of_the_top_ten() {
         .skip(2)
         .collect();
     assert_eq!(demoted, expect);
-    assert!(r[1008..].iter().all(|x| x.basis == Basis::Fallback));
     // Each sybil explains itself through the compromised endorser.
     assert_eq!(
         r[0].path.last().map(|p| p.from.clone()),
@@ -103,5 +106,100 @@ fn the_viewers_own_endorsements_are_not_capped() {
     assert_eq!(
         r.iter().map(|x| x.candidate).collect::<Vec<_>>(),
         (0..12).collect::<Vec<_>>()
+    );
+}
+
+/// `honest` providers reachable through their own endorsers, 1,000 sybils behind one
+/// compromised endorser (outscoring every honest path), `unreachable` providers nobody in the
+/// graph knows.
+fn few_honest(honest: usize, unreachable: usize) -> (TrustGraph, Vec<CandidateProvider>) {
+    let mut e = Edges::default();
+    let mut cands = Vec::new();
+    for i in 0..honest {
+        let (h, p) = (format!("honest{i}"), format!("provider{i}"));
+        e.add("viewer", &h, 60, &[], 100);
+        e.add(&h, &p, 60, &["sms.send"], 100);
+        cands.push(cand(&p, 0));
+    }
+    e.add("viewer", "compromised", 100, &[], 0);
+    for j in 0..1000 {
+        let s = format!("sybil{j:04}");
+        e.add("compromised", &s, 100, &["sms.send"], 0);
+        // Sybils claim the best quality: it must not help them past the cap.
+        cands.push(cand(&s, u32::MAX));
+    }
+    for k in 0..unreachable {
+        cands.push(cand(&format!("stranger{k:02}"), 0));
+    }
+    (e.graph(), cands)
+}
+
+#[test]
+fn the_cap_holds_with_few_honest_providers() {
+    let (g, cands) = few_honest(3, 8);
+    let kind = |x: &Ranked| {
+        let op = &cands[x.candidate].operator;
+        if op.contains(":sybil") {
+            'S'
+        } else if op.contains(":provider") {
+            'H'
+        } else {
+            'F'
+        }
+    };
+    let r = rank(&g, Some("viewer"), Some("sms.send"), &cands);
+    assert_eq!(r.len(), cands.len());
+    let shape: String = r.iter().take(14).map(kind).collect();
+    // Two sybils on their trust, the three honest providers, then every unreachable
+    // (fallback) provider, and only then the excess sybils.
+    assert_eq!(shape, "SSHHHFFFFFFFFS");
+    let top = &r[..10];
+    assert!(top.iter().filter(|x| kind(x) == 'S').count() <= 2);
+    assert!(r[5..13].iter().all(|x| x.basis == Basis::Fallback));
+    assert!(
+        r[13..]
+            .iter()
+            .all(|x| kind(x) == 'S' && x.basis == Basis::Graph)
+    );
+    // The excess sybils keep their trust numbers (they are demoted, not rewritten).
+    assert!(
+        r[13..]
+            .iter()
+            .all(|x| x.distance == Some(2) && x.score_ppm == r[0].score_ppm)
+    );
+    // Deterministic: the same input in another order ranks the same providers the same way.
+    let mut shuffled: Vec<(usize, CandidateProvider)> = cands.iter().cloned().enumerate().collect();
+    Rng(7).shuffle(&mut shuffled);
+    let only: Vec<CandidateProvider> = shuffled.iter().map(|(_, c)| c.clone()).collect();
+    let again = rank(&g, Some("viewer"), Some("sms.send"), &only);
+    let ops = |r: &[Ranked], c: &[CandidateProvider]| -> Vec<String> {
+        r.iter().map(|x| c[x.candidate].operator.clone()).collect()
+    };
+    assert_eq!(ops(&again, &only), ops(&r, &cands));
+}
+
+#[test]
+fn with_nothing_else_to_show_the_excess_fills_the_page_last() {
+    // Three honest providers and nothing unreachable: ten results cannot avoid sybils, but
+    // every result that is not over the cap still comes first.
+    let (g, cands) = few_honest(3, 0);
+    let r = rank(&g, Some("viewer"), Some("sms.send"), &cands);
+    let shape: String = r
+        .iter()
+        .take(10)
+        .map(|x| {
+            if cands[x.candidate].operator.contains(":sybil") {
+                'S'
+            } else {
+                'H'
+            }
+        })
+        .collect();
+    assert_eq!(shape, "SSHHHSSSSS");
+    // Without a viewer nobody is reached: all fallback, ordered by quality, no cap involved.
+    let r = rank(&g, None, Some("sms.send"), &cands);
+    assert!(
+        r.iter()
+            .all(|x| x.basis == Basis::Fallback && x.distance.is_none())
     );
 }

@@ -1,0 +1,252 @@
+//! Batched reads (`services_by_uris`, `operators_by_dids`, `record_cids`): each answer lines up
+//! with the keys asked, hides exactly what the single-item reads hide, and spans chunks.
+
+use guildhall_store::*;
+
+use crate::data::*;
+use crate::harness::{Ctx, both};
+
+both!(
+    batched_reads_line_up_with_keys,
+    batched_reads_hide_inactive_operators,
+    batched_reads_span_chunks,
+);
+
+/// Each batched answer must equal the single-item read of the same key.
+async fn assert_same_as_single_reads(store: &Store, uris: &[&str], dids: &[&str]) {
+    let services = store
+        .services_by_uris(uris)
+        .await
+        .expect("services_by_uris");
+    let cids = store.record_cids(uris).await.expect("record_cids");
+    assert_eq!((services.len(), cids.len()), (uris.len(), uris.len()));
+    for ((u, s), c) in uris.iter().zip(&services).zip(&cids) {
+        assert_eq!(s, &store.service(u).await.expect("service"), "{u}");
+        let rec = store.record(u).await.expect("record");
+        assert_eq!(c, &rec.map(|r| r.cid), "{u}");
+    }
+    let ops = store
+        .operators_by_dids(dids)
+        .await
+        .expect("operators_by_dids");
+    assert_eq!(ops.len(), dids.len());
+    for (d, o) in dids.iter().zip(&ops) {
+        assert_eq!(o, &store.operator(d).await.expect("operator"), "{d}");
+    }
+}
+
+fn active(d: &str, handle: &str) -> Vec<Change> {
+    vec![
+        Change::Account {
+            did: d.to_owned(),
+            status: OperatorStatus::Active,
+        },
+        Change::Identity {
+            did: d.to_owned(),
+            handle: Some(handle.to_owned()),
+            verified: true,
+        },
+    ]
+}
+
+async fn batched_reads_line_up_with_keys(ctx: Ctx) {
+    let store = &ctx.store;
+    let (a, b) = (did("a"), did("b"));
+    let mut x = service(&a, "x", "c-x");
+    x.capabilities = vec!["sms.send".into(), "email.send".into()];
+    x.prices = vec![price("per_call", "USD", "0.01"), price("free", "USD", "0")];
+    let y = service(&b, "y", "c-y");
+    // A key holding U+0000 is stored as U+FFFD; the batched read must find it as `service` does.
+    let nul = service(&b, "nul\0key", "c-nul");
+    let mut changes = active(&a, "a.test");
+    changes.extend(active(&b, "b.test"));
+    changes.extend([upsert_service(&x), upsert_service(&y), upsert_service(&nul)]);
+    changes.push(upsert_endorsement(&endorsement(&a, "3kaaa", &b)));
+    store.apply(&batch(changes)).await.expect("apply");
+
+    let missing = uri(&a, SVC, "nope");
+    let e_uri = uri(&a, END, "3kaaa");
+    let uris = [
+        y.uri.as_str(),
+        missing.as_str(),
+        x.uri.as_str(),
+        y.uri.as_str(),
+        nul.uri.as_str(),
+        e_uri.as_str(),
+    ];
+    let got = store
+        .services_by_uris(&uris)
+        .await
+        .expect("services_by_uris");
+    let names: Vec<Option<&str>> = got
+        .iter()
+        .map(|s| s.as_ref().map(|s| s.name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("Service y"),
+            None,
+            Some("Service x"),
+            Some("Service y"),
+            Some("Service nul\u{FFFD}key"),
+            None
+        ]
+    );
+    // Children come back as the single read returns them (sorted sets, prices in order).
+    let Some(Some(gx)) = got.get(2) else {
+        panic!("x is found")
+    };
+    assert_eq!(gx.capabilities, ["email.send", "sms.send"]);
+    assert_eq!(gx.prices, x.prices);
+    assert_eq!(gx.regions, ["DE"]);
+    assert_eq!(gx.tags, ["messaging"]);
+    // Record CIDs cover every collection, not just services.
+    assert_eq!(
+        store.record_cids(&uris).await.expect("record_cids"),
+        [
+            Some("c-y".to_owned()),
+            None,
+            Some("c-x".to_owned()),
+            Some("c-y".to_owned()),
+            Some("c-nul".to_owned()),
+            Some("bafy-e-3kaaa".to_owned()),
+        ]
+    );
+    let unknown = did("nobody");
+    let dids = [b.as_str(), unknown.as_str(), a.as_str(), b.as_str()];
+    let ops = store.operators_by_dids(&dids).await.expect("operators");
+    assert_eq!(
+        ops.iter()
+            .map(|o| o.as_ref().and_then(|o| o.handle.clone()))
+            .collect::<Vec<_>>(),
+        [
+            Some("b.test".to_owned()),
+            None,
+            Some("a.test".to_owned()),
+            Some("b.test".to_owned())
+        ]
+    );
+    assert_same_as_single_reads(store, &uris, &dids).await;
+    // Nothing asked, nothing read.
+    assert!(store.services_by_uris(&[]).await.expect("empty").is_empty());
+    assert!(
+        store
+            .operators_by_dids(&[])
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    assert!(store.record_cids(&[]).await.expect("empty").is_empty());
+}
+
+async fn batched_reads_hide_inactive_operators(ctx: Ctx) {
+    let store = &ctx.store;
+    let (a, b) = (did("a"), did("b"));
+    let (sa, sb) = (service(&a, "sa", "c-a"), service(&b, "sb", "c-b"));
+    let mut changes = active(&a, "a.test");
+    changes.extend(active(&b, "b.test"));
+    changes.extend([upsert_service(&sa), upsert_service(&sb)]);
+    store.apply(&batch(changes)).await.expect("apply");
+    let uris = [sa.uri.as_str(), sb.uri.as_str()];
+    let dids = [a.as_str(), b.as_str()];
+
+    for status in [
+        OperatorStatus::Takendown,
+        OperatorStatus::Suspended,
+        OperatorStatus::Deactivated,
+        OperatorStatus::Desynchronized,
+        OperatorStatus::Throttled,
+    ] {
+        store.apply(&account(&b, status)).await.expect("hide");
+        let s = store.services_by_uris(&uris).await.expect("services");
+        assert!(s[0].is_some() && s[1].is_none(), "{status:?}: {s:?}");
+        let o = store.operators_by_dids(&dids).await.expect("operators");
+        assert!(o[0].is_some() && o[1].is_none(), "{status:?}: {o:?}");
+        // Raw records are sync state: still there.
+        let c = store.record_cids(&uris).await.expect("cids");
+        assert_eq!(c, [Some("c-a".to_owned()), Some("c-b".to_owned())]);
+        assert_same_as_single_reads(store, &uris, &dids).await;
+    }
+    store
+        .apply(&account(&b, OperatorStatus::Active))
+        .await
+        .expect("reactivate");
+    let s = store.services_by_uris(&uris).await.expect("services");
+    assert!(s.iter().all(Option::is_some), "restored: {s:?}");
+    assert_same_as_single_reads(store, &uris, &dids).await;
+}
+
+async fn batched_reads_span_chunks(ctx: Ctx) {
+    let store = &ctx.store;
+    // More distinct keys than one IN list holds (500), so every call needs three chunks.
+    const N: usize = 1_203;
+    let mut changes = Vec::new();
+    let mut services = Vec::new();
+    for i in 0..N {
+        let d = did(&format!("op{i:05}"));
+        changes.extend(active(&d, &format!("op{i:05}.test")));
+        let s = service(&d, &format!("s{i:05}"), &format!("c{i:05}"));
+        changes.push(upsert_service(&s));
+        services.push(s);
+    }
+    // One operator in the middle of a chunk is hidden.
+    let hidden = N / 2;
+    changes.push(Change::Account {
+        did: services[hidden].did.clone(),
+        status: OperatorStatus::Takendown,
+    });
+    for c in changes.chunks(1000) {
+        store.apply(&batch(c.to_vec())).await.expect("apply");
+    }
+    // Reversed, every seventh repeated, a miss every hundredth.
+    let misses: Vec<String> = (0..N / 100)
+        .map(|i| uri(&did("ghost"), SVC, &format!("g{i}")))
+        .collect();
+    let mut uris: Vec<&str> = Vec::new();
+    let mut dids: Vec<&str> = Vec::new();
+    for (i, s) in services.iter().enumerate().rev() {
+        uris.push(&s.uri);
+        dids.push(&s.did);
+        if i % 7 == 0 {
+            uris.push(&s.uri);
+            dids.push(&s.did);
+        }
+        if i % 100 == 0 {
+            uris.push(&misses[i / 100 % misses.len()]);
+        }
+    }
+    let got = store.services_by_uris(&uris).await.expect("services");
+    assert_eq!(got.len(), uris.len());
+    for (u, s) in uris.iter().zip(&got) {
+        let want_some = !u.contains("ghost") && !u.ends_with(&format!("s{hidden:05}"));
+        assert_eq!(s.is_some(), want_some, "{u}");
+        if let Some(s) = s {
+            assert_eq!(&s.uri, u);
+            assert_eq!(s.capabilities, ["sms.send"], "children reach every chunk");
+            assert_eq!(s.prices.len(), 1);
+        }
+    }
+    let ops = store.operators_by_dids(&dids).await.expect("operators");
+    assert_eq!(ops.len(), dids.len());
+    for (d, o) in dids.iter().zip(&ops) {
+        assert_eq!(o.is_some(), *d != services[hidden].did, "{d}");
+        if let Some(o) = o {
+            assert_eq!(&o.did, d);
+        }
+    }
+    let cids = store.record_cids(&uris).await.expect("cids");
+    for (u, c) in uris.iter().zip(&cids) {
+        assert_eq!(c.is_some(), !u.contains("ghost"), "{u}");
+    }
+    // Spot checks against the single reads, across the chunk boundaries.
+    let sample: Vec<&str> = [0, 499, 500, 501, hidden, 999, 1000, N - 1]
+        .iter()
+        .map(|&i| services[i].uri.as_str())
+        .collect();
+    let sample_dids: Vec<&str> = [0, 499, 500, hidden, N - 1]
+        .iter()
+        .map(|&i| services[i].did.as_str())
+        .collect();
+    assert_same_as_single_reads(store, &sample, &sample_dids).await;
+}
