@@ -254,13 +254,13 @@ fn main() {
     let rank_opts = RankOptions::default();
     let caps: Vec<String> = (0..CAPS).map(capability).collect();
 
-    let providers: Vec<Vec<CandidateProvider>> = by_cap
+    let providers: Vec<Vec<CandidateProvider<&str>>> = by_cap
         .iter()
         .map(|v| {
             v.iter()
                 .map(|c| CandidateProvider {
-                    operator: c.did.clone(),
-                    service: c.uri.clone(),
+                    operator: c.did.as_str(),
+                    service: c.uri.as_str(),
                     quality_ppm: 0,
                 })
                 .collect()

@@ -164,11 +164,11 @@ pub fn rank_candidates(
     now_us: i64,
     opts: &RankOptions,
 ) -> (RankedList, u64) {
-    let providers: Vec<CandidateProvider> = candidates
+    let providers: Vec<CandidateProvider<&str>> = candidates
         .iter()
         .map(|c| CandidateProvider {
-            operator: c.did.clone(),
-            service: c.uri.clone(),
+            operator: c.did.as_str(),
+            service: c.uri.as_str(),
             quality_ppm: quality_ppm(c),
         })
         .collect();

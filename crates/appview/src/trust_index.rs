@@ -194,11 +194,11 @@ impl TrustIndex {
     }
 
     /// Ranks candidates against the current graph; returns the generation it used.
-    pub fn rank(
+    pub fn rank<S: AsRef<str>>(
         &self,
         viewer: Option<&str>,
         capability: Option<&str>,
-        candidates: &[CandidateProvider],
+        candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
     ) -> (Vec<Ranked>, u64) {

@@ -708,6 +708,14 @@ impl TrustGraph {
         self.dids.lookup(did)
     }
 
+    /// [`Self::node`] of many DIDs, with their cache misses overlapped.
+    pub(crate) fn nodes<'d>(
+        &self,
+        dids: impl ExactSizeIterator<Item = &'d str>,
+    ) -> Vec<Option<u32>> {
+        self.dids.lookup_many(dids)
+    }
+
     pub(crate) fn did(&self, node: u32) -> &str {
         self.dids.get(node)
     }

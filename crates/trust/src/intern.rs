@@ -75,7 +75,55 @@ impl Interner {
         if self.slots.is_empty() {
             return None;
         }
-        let h = hash(s);
+        self.lookup_hashed(s, hash(s))
+    }
+
+    /// [`Self::lookup`] of many strings. Each lookup costs two cache misses (a table slot,
+    /// then an arena entry) that depend on each other; done one key at a time they are paid
+    /// in sequence. Here the keys go through in stages — every first slot, then every arena
+    /// entry those slots name, then the comparisons — so the loads of one stage are
+    /// independent and the CPU overlaps their misses. Keys whose first slot holds another
+    /// string finish with an ordinary probe.
+    pub(crate) fn lookup_many<'k>(
+        &self,
+        keys: impl ExactSizeIterator<Item = &'k str>,
+    ) -> Vec<Option<u32>> {
+        let keys: Vec<&str> = keys.collect();
+        if self.slots.is_empty() {
+            return vec![None; keys.len()];
+        }
+        let mask = self.slots.len() - 1;
+        let hashes: Vec<u64> = keys.iter().map(|k| hash(k)).collect();
+        let firsts: Vec<u64> = hashes
+            .iter()
+            .map(|&h| {
+                self.slots
+                    .get((h as usize) & mask)
+                    .copied()
+                    .unwrap_or(EMPTY)
+            })
+            .collect();
+        let entries: Vec<Option<(u32, &str)>> = hashes
+            .iter()
+            .zip(&firsts)
+            .map(|(&h, &slot)| {
+                (slot != EMPTY && slot >> 32 == h >> 32)
+                    .then(|| self.entry(slot as u32))
+                    .flatten()
+            })
+            .collect();
+        keys.iter()
+            .zip(hashes)
+            .zip(firsts.into_iter().zip(entries))
+            .map(|((&k, h), (slot, entry))| match entry {
+                Some((id, t)) if t == k => Some(id),
+                _ if slot == EMPTY => None,
+                _ => self.lookup_hashed(k, h),
+            })
+            .collect()
+    }
+
+    fn lookup_hashed(&self, s: &str, h: u64) -> Option<u32> {
         let tag = h >> 32;
         let mask = self.slots.len() - 1;
         let mut i = (h as usize) & mask;
@@ -184,5 +232,26 @@ mod tests {
         assert_eq!(i.intern(&long), None, "longer than the 16-bit length field");
         assert_eq!(i.intern("é✓"), Some(1001), "non-ASCII round-trips");
         assert_eq!(i.get(1001), "é✓");
+    }
+
+    #[test]
+    fn batched_lookup_equals_one_at_a_time() {
+        let empty = Interner::default();
+        assert_eq!(empty.lookup_many(["a", "b"].into_iter()), vec![None, None]);
+        // Table sizes from nearly empty to 3/4 full, so many first slots hold other keys
+        // and the probe fallback runs too.
+        for n in [1usize, 7, 12, 100, 3_000, 12_288] {
+            let mut i = Interner::default();
+            for k in 0..n {
+                i.intern(&format!("did:plc:{k:x}"));
+            }
+            let queries: Vec<String> = (0..2 * n + 5)
+                .map(|k| format!("did:plc:{:x}", k * 3 % (2 * n + 5)))
+                .collect();
+            let want: Vec<Option<u32>> = queries.iter().map(|q| i.lookup(q)).collect();
+            let got = i.lookup_many(queries.iter().map(String::as_str));
+            assert_eq!(got, want, "n = {n}");
+            assert!(got.iter().any(Option::is_none) && got.iter().any(Option::is_some));
+        }
     }
 }

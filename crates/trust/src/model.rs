@@ -23,13 +23,15 @@ pub struct Endorsement {
     pub pinned: Option<(String, String)>,
 }
 
-/// One provider that passed the caller's SQL filters.
+/// One provider that passed the caller's SQL filters. Generic over the string type so a
+/// caller ranking rows it already holds can lend them (`CandidateProvider<&str>`) instead of
+/// copying two strings per candidate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CandidateProvider {
+pub struct CandidateProvider<S = String> {
     /// Operator DID (the node that endorsements point at).
-    pub operator: String,
+    pub operator: S,
     /// Service record URI (several services may share one operator).
-    pub service: String,
+    pub service: S,
     /// Caller-supplied quality (e.g. measured availability), parts per million; used only to
     /// order candidates that no trust path reaches.
     pub quality_ppm: u32,

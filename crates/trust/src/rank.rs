@@ -428,11 +428,11 @@ impl TrustGraph {
     /// one compromised endorser places at most that many results among any top N, unless
     /// fewer than N results are not over the cap (then the excess fills the remaining
     /// places, still after all the others).
-    pub fn rank(
+    pub fn rank<S: AsRef<str>>(
         &self,
         viewer: Option<&str>,
         capability: Option<&str>,
-        candidates: &[CandidateProvider],
+        candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
     ) -> Vec<Ranked> {
@@ -448,12 +448,12 @@ impl TrustGraph {
         anchors.dedup();
         let mut by_anchors: Option<Evaluator> = None;
 
-        let nodes: Vec<Option<u32>> = candidates.iter().map(|c| self.node(&c.operator)).collect();
+        let nodes: Vec<Option<u32>> = self.nodes(candidates.iter().map(|c| c.operator.as_ref()));
         if let Some(ev) = by_viewer.as_mut() {
             let todo: Vec<u32> = candidates
                 .iter()
                 .zip(&nodes)
-                .filter(|(c, _)| viewer != Some(c.operator.as_str()))
+                .filter(|(c, _)| viewer != Some(c.operator.as_ref()))
                 .filter_map(|(_, n)| *n)
                 .collect();
             ev.prefetch(self, &mut w, &todo);
@@ -464,7 +464,8 @@ impl TrustGraph {
                 .iter()
                 .zip(&nodes)
                 .filter(|(c, _)| {
-                    viewer != Some(c.operator.as_str()) && !opts.anchors.contains(&c.operator)
+                    viewer != Some(c.operator.as_ref())
+                        && !opts.anchors.iter().any(|a| a == c.operator.as_ref())
                 })
                 .filter_map(|(_, n)| *n)
                 .filter(|p| {
@@ -490,7 +491,7 @@ impl TrustGraph {
                 eval: None,
             };
             if let Some(ev) = by_viewer.as_mut() {
-                entry.eval = if viewer == Some(c.operator.as_str()) {
+                entry.eval = if viewer == Some(c.operator.as_ref()) {
                     Some(ev.zero())
                 } else {
                     node.and_then(|p| ev.get(self, &mut w, p))
@@ -501,7 +502,7 @@ impl TrustGraph {
                 let ev = by_anchors.get_or_insert_with(|| {
                     Evaluator::new(Frontier::compute(self, &mut w, &anchors))
                 });
-                entry.eval = if opts.anchors.contains(&c.operator) {
+                entry.eval = if opts.anchors.iter().any(|a| a == c.operator.as_ref()) {
                     Some(ev.zero())
                 } else {
                     node.and_then(|p| ev.get(self, &mut w, p))
@@ -540,8 +541,8 @@ impl TrustGraph {
                     _ => cb.quality_ppm.cmp(&ca.quality_ppm),
                 };
             }
-            o.then_with(|| ca.operator.cmp(&cb.operator))
-                .then_with(|| ca.service.cmp(&cb.service))
+            o.then_with(|| ca.operator.as_ref().cmp(cb.operator.as_ref()))
+                .then_with(|| ca.service.as_ref().cmp(cb.service.as_ref()))
                 .then(a.candidate.cmp(&b.candidate))
         });
 
