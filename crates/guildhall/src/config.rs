@@ -74,9 +74,13 @@ pub struct IngestArgs {
     #[arg(long, env = "GUILDHALL_PLC", default_value = "https://plc.directory")]
     pub plc: Url,
     /// An XRPC service answering com.atproto.identity.resolveHandle, used to check handles;
-    /// without it, handles are checked at https://<handle>/.well-known/atproto-did.
+    /// without it, handles are checked in DNS (TXT _atproto.<handle>), then at
+    /// https://<handle>/.well-known/atproto-did.
     #[arg(long, env = "GUILDHALL_HANDLE_RESOLVER")]
     pub handle_resolver: Option<Url>,
+    /// The DNS server (ip:port) for handle TXT look-ups; default: the system's.
+    #[arg(long, env = "GUILDHALL_DNS", value_name = "IP:PORT")]
+    pub dns: Option<std::net::SocketAddr>,
     /// Parallel verification workers (one DID always uses the same one).
     #[arg(long, env = "GUILDHALL_SHARDS", default_value_t = 2)]
     pub shards: usize,

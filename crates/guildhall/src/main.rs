@@ -84,6 +84,7 @@ fn context(store: Store, args: &IngestArgs) -> anyhow::Result<Arc<Context>> {
     let resolver = Arc::new(Resolver::new(ResolverConfig {
         plc: args.plc.clone(),
         handle_resolver: args.handle_resolver.clone(),
+        dns: args.dns,
         capacity: 100_000,
         timeout: Duration::from_secs(10),
     })?);

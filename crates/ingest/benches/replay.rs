@@ -230,6 +230,7 @@ async fn replay(
     let resolver = Arc::new(Resolver::new(ResolverConfig {
         plc: base.clone(),
         handle_resolver: Some(base),
+        dns: None,
         capacity: 100_000,
         timeout: Duration::from_secs(10),
     })?);

@@ -2,17 +2,22 @@
 //!
 //! `did:plc` documents come from a PLC directory, `did:web` from the host's
 //! `/.well-known/did.json`. A handle is shown only when it resolves back to the DID (through
-//! the configured XRPC handle resolver, or the handle's own `/.well-known/atproto-did`) *and*
-//! the DID document claims it. Parsing the documents is the protocol core's job; this module
+//! the configured XRPC handle resolver, or DNS TXT `_atproto.<handle>` then the handle's own
+//! `/.well-known/atproto-did`) *and* the DID document claims it. Parsing the documents is the protocol core's job; this module
 //! only fetches, caches and rate-limits.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guildhall_proto::crypto::PublicKey;
 use guildhall_proto::identity::DidDocument;
 use guildhall_proto::syntax::{Did, Handle};
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig as DnsConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
@@ -77,8 +82,11 @@ pub struct ResolverConfig {
     /// The PLC directory (`https://plc.directory`).
     pub plc: Url,
     /// An XRPC service answering `com.atproto.identity.resolveHandle`; when absent, handles are
-    /// resolved through `https://<handle>/.well-known/atproto-did`.
+    /// resolved through DNS (TXT `_atproto.<handle>`), then
+    /// `https://<handle>/.well-known/atproto-did`.
     pub handle_resolver: Option<Url>,
+    /// The DNS server (ip:port) for handle TXT look-ups; `None`: the system's.
+    pub dns: Option<SocketAddr>,
     /// Most identities kept in memory.
     pub capacity: usize,
     /// Per-request timeout.
@@ -266,6 +274,11 @@ impl Resolver {
                 serde_json::from_slice::<Out>(&body).ok().map(|o| o.did)
             }
             None => {
+                match dns_txt_did(handle, self.config.dns, self.config.timeout).await {
+                    Ok(Some(did)) => return Some(did),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(%handle, error = %e, "handle DNS look-up failed"),
+                }
                 let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
                 let resp = self.http.get(url).send().await.ok()?;
                 if !resp.status().is_success() {
@@ -275,6 +288,68 @@ impl Resolver {
                 Did::parse(std::str::from_utf8(&body).ok()?.trim()).ok()
             }
         }
+    }
+}
+
+/// The DID in `_atproto.<handle>` TXT (`did=…`), asking `server` (ip:port) or the system's
+/// resolver; `None` when there is no such record. Several different DIDs are an error: none
+/// of them can be trusted.
+pub async fn dns_txt_did(
+    handle: &Handle,
+    server: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<Option<Did>, String> {
+    let mut builder = match server {
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let server = NameServerConfig::new(addr.ip(), true, vec![udp]);
+            hickory_resolver::Resolver::builder_with_config(
+                DnsConfig::from_name_servers(vec![server]),
+                TokioRuntimeProvider::default(),
+            )
+        }
+        None => {
+            TokioResolver::builder_tokio().map_err(|e| format!("no DNS configuration ({e})"))?
+        }
+    };
+    builder.options_mut().timeout = timeout;
+    builder.options_mut().attempts = 1;
+    let resolver = builder
+        .build()
+        .map_err(|e| format!("cannot set up DNS ({e})"))?;
+    let lookup = match resolver
+        .txt_lookup(format!("_atproto.{}.", handle.as_str()))
+        .await
+    {
+        Ok(l) => l,
+        Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(None),
+        Err(e) => return Err(format!("DNS look-up failed ({e})")),
+    };
+    let mut dids = Vec::new();
+    for record in lookup.answers() {
+        if let RData::TXT(txt) = &record.data {
+            let text: String = txt
+                .txt_data
+                .iter()
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect();
+            if let Some(did) = text.trim().strip_prefix("did=") {
+                dids.push(did.to_owned());
+            }
+        }
+    }
+    dids.sort();
+    dids.dedup();
+    match dids.as_slice() {
+        [] => Ok(None),
+        [one] => Did::parse(one)
+            .map(Some)
+            .map_err(|e| format!("DNS names an invalid DID {one:?} ({e})")),
+        _ => Err(format!(
+            "DNS has {} different _atproto DIDs, so none can be trusted",
+            dids.len()
+        )),
     }
 }
 

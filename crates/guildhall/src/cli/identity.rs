@@ -6,12 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
+use guildhall_ingest::identity::dns_txt_did;
 use guildhall_proto::identity::DidDocument;
 use guildhall_proto::syntax::{AtIdentifier, Did, Handle};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
 use serde_json::Value;
 use url::Url;
 
@@ -84,7 +81,7 @@ impl IdentityArgs {
                     .ok_or_else(|| id_err(format!("{base} answered without a DID")))?
             }
             None => {
-                let dns = match self.dns_txt(handle).await {
+                let dns = match dns_txt_did(handle, self.dns, DNS_TIMEOUT).await {
                     Ok(Some(did)) => return Ok(did),
                     Ok(None) => "DNS has no _atproto TXT record".to_owned(),
                     Err(e) => e,
@@ -100,62 +97,6 @@ impl IdentityArgs {
             }
         };
         Did::parse(text.trim()).map_err(|e| id_err(format!("resolved to an invalid DID ({e})")))
-    }
-
-    /// The DID in `_atproto.<handle>` TXT (`did=…`); `None` when there is no such record.
-    async fn dns_txt(&self, handle: &Handle) -> Result<Option<Did>, String> {
-        let mut builder = match self.dns {
-            Some(addr) => {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let server = NameServerConfig::new(addr.ip(), true, vec![udp]);
-                Resolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![server]),
-                    TokioRuntimeProvider::default(),
-                )
-            }
-            None => {
-                TokioResolver::builder_tokio().map_err(|e| format!("no DNS configuration ({e})"))?
-            }
-        };
-        builder.options_mut().timeout = DNS_TIMEOUT;
-        builder.options_mut().attempts = 1;
-        let resolver = builder
-            .build()
-            .map_err(|e| format!("cannot set up DNS ({e})"))?;
-        let lookup = match resolver
-            .txt_lookup(format!("_atproto.{}.", handle.as_str()))
-            .await
-        {
-            Ok(l) => l,
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(None),
-            Err(e) => return Err(format!("DNS look-up failed ({e})")),
-        };
-        let mut dids = Vec::new();
-        for record in lookup.answers() {
-            if let RData::TXT(txt) = &record.data {
-                let text: String = txt
-                    .txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part).into_owned())
-                    .collect();
-                if let Some(did) = text.trim().strip_prefix("did=") {
-                    dids.push(did.to_owned());
-                }
-            }
-        }
-        dids.sort();
-        dids.dedup();
-        match dids.as_slice() {
-            [] => Ok(None),
-            [one] => Did::parse(one)
-                .map(Some)
-                .map_err(|e| format!("DNS names an invalid DID {one:?} ({e})")),
-            _ => Err(format!(
-                "DNS has {} different _atproto DIDs, so none can be trusted",
-                dids.len()
-            )),
-        }
     }
 
     /// The DID document of a did:plc or did:web identity.

@@ -29,6 +29,7 @@ pub fn context(store: Store, net: &Net) -> Arc<Context> {
         Resolver::new(ResolverConfig {
             plc: base.clone(),
             handle_resolver: Some(base),
+            dns: None,
             capacity: 1000,
             timeout: Duration::from_secs(10),
         })
