@@ -1,6 +1,7 @@
 //! The live trust graph: built from the store at start, kept current from the ingest
 //! pipeline's broadcast of committed changes, rebuilt when churn or a lost message calls
-//! for it.
+//! for it. An AppView running apart from ingestion (no broadcast) polls the store's change
+//! token instead and rebuilds when it moved ([`TrustIndex::spawn_refresh`]).
 //!
 //! Consistency argument: every graph update is idempotent (adding an endorsement replaces
 //! one with the same URI, removing an absent one is a no-op, setting a service CID
@@ -9,11 +10,13 @@
 //! to the store's state without a lock across the two.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use guildhall_proto::syntax::Datetime;
-use guildhall_store::{Change, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError};
+use guildhall_store::{
+    Change, ChangeToken, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError,
+};
 use guildhall_trust::{
     BuildOptions, CandidateProvider, Endorsement, GraphStats, RankOptions, Ranked, TrustError,
     TrustGraph, TrustPath,
@@ -73,6 +76,9 @@ pub struct TrustIndex {
     graph: RwLock<TrustGraph>,
     generation: AtomicU64,
     opts: TrustIndexOptions,
+    /// The store's change token read just before the graph was last built from it; `None`
+    /// for a graph that did not come from the store.
+    token: Mutex<Option<ChangeToken>>,
 }
 
 /// An endorsement row in the trust crate's form; `None` when a date does not parse or the
@@ -159,6 +165,9 @@ impl TrustIndex {
         opts: TrustIndexOptions,
     ) -> Result<Arc<TrustIndex>, TrustIndexError> {
         let started = std::time::Instant::now();
+        // Read before the build: a write that lands during it moves the token again, so a
+        // refresh can only rebuild once too often, never miss it.
+        let token = store.change_token().await?;
         let g = build_from_store(store, &opts.build).await?;
         let s = g.stats();
         tracing::info!(
@@ -168,7 +177,9 @@ impl TrustIndex {
             ms = started.elapsed().as_millis() as u64,
             "trust graph loaded"
         );
-        Ok(Self::from_graph(g, opts))
+        let me = Self::from_graph(g, opts);
+        me.set_token(Some(token));
+        Ok(me)
     }
 
     /// Wraps an already built graph (benchmarks and tests that bypass the store).
@@ -177,7 +188,12 @@ impl TrustIndex {
             graph: RwLock::new(graph),
             generation: AtomicU64::new(1),
             opts,
+            token: Mutex::new(None),
         })
+    }
+
+    fn set_token(&self, token: Option<ChangeToken>) {
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
     }
 
     /// Changes whenever the graph changes; part of search cursors.
@@ -234,13 +250,54 @@ impl TrustIndex {
 
     /// Replaces the graph with one built from the store's current state.
     pub async fn rebuild_from_store(&self, store: &Store) -> Result<(), TrustIndexError> {
+        let token = store.change_token().await?;
+        self.rebuild_at(store, token).await
+    }
+
+    /// Rebuilds from the store, whose change token was `token` just before.
+    async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
         let g = build_from_store(store, &self.opts.build).await?;
         self.swap(g);
+        self.set_token(Some(token));
         tracing::info!(
             generation = self.generation(),
             "trust graph rebuilt from the store"
         );
         Ok(())
+    }
+
+    /// Rebuilds from the store if its change token moved since the graph was last built from
+    /// it (always, for a graph that was not). Returns whether it rebuilt. One cheap query
+    /// when nothing changed.
+    pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, TrustIndexError> {
+        let token = store.change_token().await?;
+        let last = *self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        if last == Some(token) {
+            return Ok(false);
+        }
+        self.rebuild_at(store, token).await?;
+        Ok(true)
+    }
+
+    /// Starts the task that keeps the graph current without an ingest broadcast: every
+    /// `every`, [`refresh_if_changed`](Self::refresh_if_changed). For `serve --no-ingest`,
+    /// where another process writes the store. A failed check is logged and tried again at
+    /// the next tick. The task runs until aborted.
+    pub fn spawn_refresh(self: &Arc<Self>, store: Store, every: Duration) -> JoinHandle<()> {
+        let me = Arc::clone(self);
+        // tokio's interval panics on a zero period.
+        let every = every.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // A slow rebuild must not be followed by a burst of catch-up checks.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.refresh_if_changed(&store).await {
+                    tracing::error!(error = %e, "trust graph refresh from the store failed");
+                }
+            }
+        })
     }
 
     /// Compacts the overlay into a fresh graph if churn has passed the threshold.
