@@ -52,8 +52,8 @@ pub enum TrustIndexError {
 pub struct TrustIndexOptions {
     /// Graph build options (CIDs kept, churn threshold).
     pub build: BuildOptions,
-    /// Shortest time between two rebuilds from the store caused by account-status changes
-    /// or repo resets; bursts of them are coalesced into one rebuild.
+    /// Shortest time between two rebuilds from the store caused by repo resets or a lost
+    /// broadcast; bursts of them are coalesced into one rebuild.
     pub rebuild_debounce: Duration,
 }
 
@@ -116,6 +116,8 @@ enum Op {
     Remove(String),
     SetService(String, String),
     ClearService(String),
+    /// An account stopped being active: everything the store now hides of it goes.
+    RemoveOperator(String),
 }
 
 /// Builds a graph from the store's current state (blocking work off the runtime).
@@ -326,7 +328,10 @@ impl TrustIndex {
     }
 
     /// Applies one committed batch. Returns whether a rebuild from the store is needed
-    /// (account status changes and repo resets touch edges the overlay cannot find).
+    /// (repo resets remove records the batch does not name). Account status changes are
+    /// applied in place: a hidden account's endorsements and services leave the graph, and a
+    /// reactivated one's come back from the store (a read of that account's endorsements,
+    /// not of the whole graph).
     pub async fn apply_changes(
         &self,
         changes: &[Change],
@@ -367,7 +372,14 @@ impl TrustIndex {
                         ops.push(Op::ClearService(uri.clone()));
                     }
                 }
-                Change::DeleteRepoRecords { .. } | Change::Account { .. } => rebuild = true,
+                Change::Account { did, status } => {
+                    if *status == OperatorStatus::Active {
+                        restore_operator(store, did, &mut ops).await?;
+                    } else {
+                        ops.push(Op::RemoveOperator(did.clone()));
+                    }
+                }
+                Change::DeleteRepoRecords { .. } => rebuild = true,
                 Change::SetRepo(_)
                 | Change::Identity { .. }
                 | Change::Reject(_)
@@ -386,6 +398,9 @@ impl TrustIndex {
                     }
                     Op::SetService(uri, cid) => g.set_service_cid(&uri, &cid)?,
                     Op::ClearService(uri) => g.clear_service(&uri),
+                    Op::RemoveOperator(did) => {
+                        g.remove_operator(&did);
+                    }
                 }
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -450,6 +465,36 @@ impl TrustIndex {
             tracing::info!("trust index updates stopped: the ingest broadcast closed");
         })
     }
+}
+
+/// Queues the re-adding of what the store shows again of a reactivated `did`: the visible
+/// endorsements it wrote or received and its visible services. Reads the store as it is now
+/// (at or after the batch that reactivated it); a later change is applied after this one.
+async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result<(), StoreError> {
+    for by_author in [true, false] {
+        let mut cursor = None;
+        loop {
+            let page = if by_author {
+                store
+                    .endorsements_by_author(did, cursor, guildhall_store::MAX_PAGE)
+                    .await?
+            } else {
+                store
+                    .endorsements_of_subject(did, cursor, guildhall_store::MAX_PAGE)
+                    .await?
+            };
+            // Rows that do not convert were left out of the graph by a rebuild too.
+            ops.extend(page.items.iter().filter_map(to_endorsement).map(Op::Add));
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    for svc in store.services_of(did).await? {
+        ops.push(Op::SetService(svc.uri, svc.cid));
+    }
+    Ok(())
 }
 
 /// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).
