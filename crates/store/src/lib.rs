@@ -328,8 +328,9 @@ impl Store {
     /// whether to rebuild. Every write stamps its row with the writer's clock, so a write
     /// raises a maximum and a deletion without a write lowers a count; what it cannot see is
     /// a rewrite within the same millisecond as the newest row, or one after the writer's
-    /// clock stepped back. One statement reading `indexed_at` of every endorsement and
-    /// service row (no index covers it: a full pass, but only over two columns).
+    /// clock stepped back. One statement; no index covers `indexed_at`, so it is a pass over
+    /// the endorsement and service tables (O(rows), but far cheaper than the rebuild it
+    /// avoids, which reads every endorsement with its scope).
     pub async fn change_token(&self) -> Result<ChangeToken, StoreError> {
         dispatch!(self.change_token())
     }
