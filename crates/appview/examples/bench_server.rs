@@ -5,7 +5,8 @@
 //! of them on this machine). Then it serves on 127.0.0.1 only, with rate limiting off.
 //!
 //! `cargo run --release -p guildhall-appview --example bench_server -- --port 3901`, then
-//! e.g. `wrk -t2 -c16 -d20s -s crates/appview/examples/search.lua http://127.0.0.1:3901`.
+//! e.g. `wrk -t2 -c16 -d20s -s crates/appview/examples/search.lua http://127.0.0.1:3901`
+//! (with a smaller `--nodes`, pass it to the script too: `... http://127.0.0.1:3901 -- 100000`).
 
 #[path = "../benches/common/mod.rs"]
 mod common;

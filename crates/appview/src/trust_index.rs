@@ -1,6 +1,7 @@
 //! The live trust graph: built from the store at start, kept current from the ingest
 //! pipeline's broadcast of committed changes, rebuilt when churn or a lost message calls
-//! for it.
+//! for it. An AppView running apart from ingestion (no broadcast) polls the store's change
+//! token instead and rebuilds when it moved ([`TrustIndex::spawn_refresh`]).
 //!
 //! Consistency argument: every graph update is idempotent (adding an endorsement replaces
 //! one with the same URI, removing an absent one is a no-op, setting a service CID
@@ -9,11 +10,13 @@
 //! to the store's state without a lock across the two.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use guildhall_proto::syntax::Datetime;
-use guildhall_store::{Change, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError};
+use guildhall_store::{
+    Change, ChangeToken, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError,
+};
 use guildhall_trust::{
     BuildOptions, CandidateProvider, Endorsement, GraphStats, RankOptions, Ranked, TrustError,
     TrustGraph, TrustPath,
@@ -49,8 +52,8 @@ pub enum TrustIndexError {
 pub struct TrustIndexOptions {
     /// Graph build options (CIDs kept, churn threshold).
     pub build: BuildOptions,
-    /// Shortest time between two rebuilds from the store caused by account-status changes
-    /// or repo resets; bursts of them are coalesced into one rebuild.
+    /// Shortest time between two rebuilds from the store caused by repo resets or a lost
+    /// broadcast; bursts of them are coalesced into one rebuild.
     pub rebuild_debounce: Duration,
 }
 
@@ -73,6 +76,9 @@ pub struct TrustIndex {
     graph: RwLock<TrustGraph>,
     generation: AtomicU64,
     opts: TrustIndexOptions,
+    /// The store's change token read just before the graph was last built from it; `None`
+    /// for a graph that did not come from the store.
+    token: Mutex<Option<ChangeToken>>,
 }
 
 /// An endorsement row in the trust crate's form; `None` when a date does not parse or the
@@ -110,6 +116,8 @@ enum Op {
     Remove(String),
     SetService(String, String),
     ClearService(String),
+    /// An account stopped being active: everything the store now hides of it goes.
+    RemoveOperator(String),
 }
 
 /// Builds a graph from the store's current state (blocking work off the runtime).
@@ -159,6 +167,9 @@ impl TrustIndex {
         opts: TrustIndexOptions,
     ) -> Result<Arc<TrustIndex>, TrustIndexError> {
         let started = std::time::Instant::now();
+        // Read before the build: a write that lands during it moves the token again, so a
+        // refresh can only rebuild once too often, never miss it.
+        let token = store.change_token().await?;
         let g = build_from_store(store, &opts.build).await?;
         let s = g.stats();
         tracing::info!(
@@ -168,7 +179,9 @@ impl TrustIndex {
             ms = started.elapsed().as_millis() as u64,
             "trust graph loaded"
         );
-        Ok(Self::from_graph(g, opts))
+        let me = Self::from_graph(g, opts);
+        me.set_token(Some(token));
+        Ok(me)
     }
 
     /// Wraps an already built graph (benchmarks and tests that bypass the store).
@@ -177,7 +190,12 @@ impl TrustIndex {
             graph: RwLock::new(graph),
             generation: AtomicU64::new(1),
             opts,
+            token: Mutex::new(None),
         })
+    }
+
+    fn set_token(&self, token: Option<ChangeToken>) {
+        *self.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
     }
 
     /// Changes whenever the graph changes; part of search cursors.
@@ -234,13 +252,54 @@ impl TrustIndex {
 
     /// Replaces the graph with one built from the store's current state.
     pub async fn rebuild_from_store(&self, store: &Store) -> Result<(), TrustIndexError> {
+        let token = store.change_token().await?;
+        self.rebuild_at(store, token).await
+    }
+
+    /// Rebuilds from the store, whose change token was `token` just before.
+    async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
         let g = build_from_store(store, &self.opts.build).await?;
         self.swap(g);
+        self.set_token(Some(token));
         tracing::info!(
             generation = self.generation(),
             "trust graph rebuilt from the store"
         );
         Ok(())
+    }
+
+    /// Rebuilds from the store if its change token moved since the graph was last built from
+    /// it (always, for a graph that was not). Returns whether it rebuilt. One cheap query
+    /// when nothing changed.
+    pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, TrustIndexError> {
+        let token = store.change_token().await?;
+        let last = *self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        if last == Some(token) {
+            return Ok(false);
+        }
+        self.rebuild_at(store, token).await?;
+        Ok(true)
+    }
+
+    /// Starts the task that keeps the graph current without an ingest broadcast: every
+    /// `every`, [`refresh_if_changed`](Self::refresh_if_changed). For `serve --no-ingest`,
+    /// where another process writes the store. A failed check is logged and tried again at
+    /// the next tick. The task runs until aborted.
+    pub fn spawn_refresh(self: &Arc<Self>, store: Store, every: Duration) -> JoinHandle<()> {
+        let me = Arc::clone(self);
+        // tokio's interval panics on a zero period.
+        let every = every.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // A slow rebuild must not be followed by a burst of catch-up checks.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.refresh_if_changed(&store).await {
+                    tracing::error!(error = %e, "trust graph refresh from the store failed");
+                }
+            }
+        })
     }
 
     /// Compacts the overlay into a fresh graph if churn has passed the threshold.
@@ -269,7 +328,10 @@ impl TrustIndex {
     }
 
     /// Applies one committed batch. Returns whether a rebuild from the store is needed
-    /// (account status changes and repo resets touch edges the overlay cannot find).
+    /// (repo resets remove records the batch does not name). Account status changes are
+    /// applied in place: a hidden account's endorsements and services leave the graph, and a
+    /// reactivated one's come back from the store (a read of that account's endorsements,
+    /// not of the whole graph).
     pub async fn apply_changes(
         &self,
         changes: &[Change],
@@ -310,7 +372,14 @@ impl TrustIndex {
                         ops.push(Op::ClearService(uri.clone()));
                     }
                 }
-                Change::DeleteRepoRecords { .. } | Change::Account { .. } => rebuild = true,
+                Change::Account { did, status } => {
+                    if *status == OperatorStatus::Active {
+                        restore_operator(store, did, &mut ops).await?;
+                    } else {
+                        ops.push(Op::RemoveOperator(did.clone()));
+                    }
+                }
+                Change::DeleteRepoRecords { .. } => rebuild = true,
                 Change::SetRepo(_)
                 | Change::Identity { .. }
                 | Change::Reject(_)
@@ -329,6 +398,9 @@ impl TrustIndex {
                     }
                     Op::SetService(uri, cid) => g.set_service_cid(&uri, &cid)?,
                     Op::ClearService(uri) => g.clear_service(&uri),
+                    Op::RemoveOperator(did) => {
+                        g.remove_operator(&did);
+                    }
                 }
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
@@ -393,6 +465,36 @@ impl TrustIndex {
             tracing::info!("trust index updates stopped: the ingest broadcast closed");
         })
     }
+}
+
+/// Queues the re-adding of what the store shows again of a reactivated `did`: the visible
+/// endorsements it wrote or received and its visible services. Reads the store as it is now
+/// (at or after the batch that reactivated it); a later change is applied after this one.
+async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result<(), StoreError> {
+    for by_author in [true, false] {
+        let mut cursor = None;
+        loop {
+            let page = if by_author {
+                store
+                    .endorsements_by_author(did, cursor, guildhall_store::MAX_PAGE)
+                    .await?
+            } else {
+                store
+                    .endorsements_of_subject(did, cursor, guildhall_store::MAX_PAGE)
+                    .await?
+            };
+            // Rows that do not convert were left out of the graph by a rebuild too.
+            ops.extend(page.items.iter().filter_map(to_endorsement).map(Op::Add));
+            match page.cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+    }
+    for svc in store.services_of(did).await? {
+        ops.push(Op::SetService(svc.uri, svc.cid));
+    }
+    Ok(())
 }
 
 /// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).

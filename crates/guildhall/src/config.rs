@@ -1,6 +1,7 @@
 //! The command line: one clap struct per command, every flag with an environment fallback.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use url::Url;
@@ -112,4 +113,52 @@ pub struct ServeArgs {
     /// Public hostname of this AppView, for its did:web identity at /.well-known/did.json.
     #[arg(long, env = "GUILDHALL_HOSTNAME")]
     pub hostname: Option<String>,
+    /// With --no-ingest: how often to check the database for changes another process
+    /// (`guildhall ingest`) wrote, rebuilding the trust graph when there are any (e.g. 30s,
+    /// 5m, 1h; 0 turns it off). With ingestion in the same process the graph follows it live.
+    #[arg(long, env = "GUILDHALL_TRUST_REFRESH", default_value = "30s", value_parser = parse_interval)]
+    pub trust_refresh: Duration,
+}
+
+/// An interval: `0`, or a whole number with a unit `ms`, `s`, `m` or `h`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .filter(|&i| i > 0)
+        .ok_or_else(|| format!("{s:?} is not an interval like 30s, 5m or 1h"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{num:?} is not a whole number"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals() {
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_interval("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_interval("0"), Ok(Duration::ZERO));
+        for bad in ["", "s", "30", "30y", "-5s", "1.5s", "99999999999999999999h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 }

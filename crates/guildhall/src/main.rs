@@ -113,8 +113,12 @@ async fn serve(args: config::ServeArgs, http: bool) -> anyhow::Result<()> {
         let trust = guildhall_appview::TrustIndex::load(&store)
             .await
             .context("building the trust graph")?;
-        // Ingestion broadcasts every committed batch; the graph follows it live.
+        // Ingestion broadcasts every committed batch; the graph follows it live. Without it,
+        // another process writes the store and only polling its change token notices.
         trust.spawn_updates(ctx.committed.subscribe(), store.clone());
+        if args.no_ingest && !args.trust_refresh.is_zero() {
+            trust.spawn_refresh(store.clone(), args.trust_refresh);
+        }
         let config = guildhall_appview::AppConfig {
             anchors: args.anchors.clone(),
             rate_limit_per_minute: args.rate_limit,

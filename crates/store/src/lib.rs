@@ -323,6 +323,19 @@ impl Store {
         dispatch!(self.operators_by_dids(dids))
     }
 
+    /// A token that changes whenever the trust graph's inputs change: an endorsement or a
+    /// service written or deleted, or an operator's account status changed. For a process
+    /// that does not see the writes (an AppView apart from ingestion) to decide cheaply
+    /// whether to rebuild. Every write stamps its row with the writer's clock, so a write
+    /// raises a maximum and a deletion without a write lowers a count; what it cannot see is
+    /// a rewrite within the same millisecond as the newest row, or one after the writer's
+    /// clock stepped back. One statement; no index covers `indexed_at`, so it is a pass over
+    /// the endorsement and service tables (O(rows), but far cheaper than the rebuild it
+    /// avoids, which reads every endorsement with its scope).
+    pub async fn change_token(&self) -> Result<ChangeToken, StoreError> {
+        dispatch!(self.change_token())
+    }
+
     /// CIDs of raw records by URI, one answer per URI given (same order, repeats answered
     /// again, `None` when absent). Sync state like [`Store::record`]: not filtered. One query
     /// per 500 distinct URIs.

@@ -1408,6 +1408,30 @@ macro_rules! backend_ops {
             }
             Ok(aligned(uris, &found))
         }
+
+        pub(crate) async fn change_token(pool: &Pool) -> Result<ChangeToken, StoreError> {
+            // One statement: one snapshot on both backends. Each table is read once (count and
+            // maximum in the same pass); the operator half uses the partial `operators_inactive`
+            // index.
+            let row = sqlx::query(
+                "SELECT e.n, e.m, s.n, s.m, o.n, o.m FROM \
+                 (SELECT COUNT(*) AS n, COALESCE(MAX(indexed_at), 0) AS m FROM endorsements) e, \
+                 (SELECT COUNT(*) AS n, COALESCE(MAX(indexed_at), 0) AS m FROM services) s, \
+                 (SELECT COUNT(*) AS n, COALESCE(MAX(updated_at), 0) AS m FROM operators \
+                  WHERE status <> 'active') o",
+            )
+            .fetch_one(pool)
+            .await
+            .map_err(q)?;
+            Ok(ChangeToken {
+                endorsements: int(&row, 0)?,
+                endorsements_indexed_at: int(&row, 1)?,
+                services: int(&row, 2)?,
+                services_indexed_at: int(&row, 3)?,
+                inactive_operators: int(&row, 4)?,
+                inactive_updated_at: int(&row, 5)?,
+            })
+        }
     };
 }
 

@@ -524,6 +524,57 @@ impl TrustGraph {
         }
     }
 
+    /// Removes every live endorsement written by or naming `did`, and forgets the current
+    /// version of its services (endorsements pinned to them lapse): what the store hides
+    /// when an account stops being active (takedown, suspension, deactivation, deletion).
+    /// Returns how many endorsements were removed. On reactivation the caller adds back what
+    /// the store shows again ([`add`](TrustGraph::add),
+    /// [`set_service_cid`](TrustGraph::set_service_cid)); no rebuild is needed either way.
+    /// The cost is the node's degree plus one pass over the known service URIs.
+    pub fn remove_operator(&mut self, did: &str) -> usize {
+        let prefix = format!("at://{did}/");
+        for s in 0..self.services.len() {
+            if self.services.get(s as u32).starts_with(&prefix)
+                && let Some(c) = self.current_cid.get_mut(s)
+            {
+                *c = NONE;
+            }
+        }
+        let Some(n) = self.node(did) else {
+            return 0;
+        };
+        let mut base = Vec::new();
+        let mut overlay = Vec::new();
+        let mut sort = |e: u32| {
+            if e & OVERLAY_BIT != 0 {
+                overlay.push(e & !OVERLAY_BIT);
+            } else {
+                base.push(e);
+            }
+        };
+        // Self-endorsements are never stored, so no edge is met from both sides.
+        self.for_each_out(n, |_, e| sort(e));
+        self.for_each_in(n, |_| true, |_, e| sort(e));
+        let mut removed = 0;
+        for e in base {
+            if !self.is_tombstoned(e) {
+                self.tomb[e as usize / 64] |= 1 << (e % 64);
+                self.tomb_count += 1;
+                removed += 1;
+            }
+        }
+        let uris: Vec<String> = overlay
+            .iter()
+            .filter_map(|&i| self.overlay.get(i as usize))
+            .filter(|o| o.live)
+            .map(|o| o.uri.clone())
+            .collect();
+        for uri in uris {
+            removed += usize::from(self.remove(&uri));
+        }
+        removed
+    }
+
     /// Records `cid` as the current version of the service at `uri`; endorsements pinned to
     /// another version of it stop counting (and count again if this CID returns).
     pub fn set_service_cid(&mut self, uri: &str, cid: &str) -> Result<(), TrustError> {
@@ -1206,6 +1257,83 @@ mod tests {
         };
         assert!(!r.needs_rebuild());
         assert_eq!(sorted(r.live_endorsements().collect()), sorted(live));
+    }
+
+    #[test]
+    fn removing_an_operator_equals_building_without_it() {
+        use crate::model::{CandidateProvider, RankOptions};
+        let mut list = Vec::new();
+        for (i, (a, b)) in [
+            ("v", "x"),
+            ("x", "y"),
+            ("y", "z"),
+            ("v", "w"),
+            ("w", "z"),
+            ("z", "v"),
+            ("x", "z"),
+            ("w", "y"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            list.push(e(
+                &format!("did:plc:{a}"),
+                &format!("3jzfcijpj2z{}", (b'a' + i as u8) as char),
+                &format!("did:plc:{b}"),
+                &[],
+            ));
+        }
+        // v → y pinned to x's service: it counts only while x's service is current.
+        let svc = "at://did:plc:x/dev.guildhall.service/s";
+        let mut pinned = e("did:plc:v", "3jzfcijpj2zz", "did:plc:y", &[]);
+        pinned.strength = 100;
+        pinned.pinned = Some((svc.into(), "bafy-c1".into()));
+        list.push(pinned);
+        // Half in the base arrays, half in the overlay, one overlay edge replaced.
+        let Ok(mut g) = TrustGraph::build(&list[..4], &BuildOptions::default()) else {
+            panic!("build")
+        };
+        for x in &list[4..] {
+            assert_eq!(g.add(x), Ok(true));
+        }
+        assert_eq!(g.set_service_cid(svc, "bafy-c1"), Ok(()));
+        let mut replaced = list[6].clone();
+        replaced.strength = 20;
+        assert_eq!(g.add(&replaced), Ok(true));
+        list[6] = replaced;
+        let cands: Vec<CandidateProvider> = ["x", "y", "z", "w"]
+            .iter()
+            .map(|n| CandidateProvider {
+                operator: format!("did:plc:{n}"),
+                service: format!("s-{n}"),
+                quality_ppm: 0,
+            })
+            .collect();
+        let opts = RankOptions::default();
+        let now = 1_700_000_000_000_000;
+        let ranked = |g: &TrustGraph| g.rank(Some("did:plc:v"), None, &cands, now, &opts);
+        let full = ranked(&g);
+
+        // x wrote 2 and received 1 of the live edges.
+        assert_eq!(g.remove_operator("did:plc:x"), 3);
+        assert_eq!(g.remove_operator("did:plc:x"), 0, "already gone");
+        assert_eq!(g.remove_operator("did:plc:nobody"), 0);
+        let touches = |x: &Endorsement| x.author == "did:plc:x" || x.subject == "did:plc:x";
+        let without: Vec<Endorsement> = list.iter().filter(|x| !touches(x)).cloned().collect();
+        let Ok(fresh) = TrustGraph::build(&without, &BuildOptions::default()) else {
+            panic!("build")
+        };
+        assert_eq!(ranked(&g), ranked(&fresh));
+        assert_eq!(sorted(g.live_endorsements().collect()), sorted(without));
+        assert_ne!(ranked(&g), full, "x mattered to the ranking");
+
+        // Reactivation: the same endorsements and service come back, and so does the ranking.
+        for x in list.iter().filter(|x| touches(x)) {
+            assert_eq!(g.add(x), Ok(true));
+        }
+        assert_eq!(g.set_service_cid(svc, "bafy-c1"), Ok(()));
+        assert_eq!(ranked(&g), full);
+        assert_eq!(sorted(g.live_endorsements().collect()), sorted(list));
     }
 
     #[test]

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use guildhall_appview::AppConfig;
+use guildhall_appview::{AppConfig, TrustIndexOptions};
 use guildhall_store::{Batch, Change, OperatorStatus};
+use guildhall_trust::BuildOptions;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -545,7 +546,19 @@ async fn raw_status(app: &axum::Router, path: &str) -> u16 {
 
 async fn takedown_hides(ctx: Ctx) {
     apply(&ctx.store, world()).await;
-    let (app, trust) = app(&ctx.store, config()).await;
+    // No compaction, whatever the churn: the graph's state shows how changes were applied.
+    let (app, trust) = app_with(
+        &ctx.store,
+        config(),
+        TrustIndexOptions {
+            build: BuildOptions {
+                rebuild_churn_ppm: u32::MAX,
+                ..BuildOptions::default()
+            },
+            rebuild_debounce: Duration::from_millis(20),
+        },
+    )
+    .await;
     let (tx, rx) = broadcast::channel(16);
     let _task = trust.spawn_updates(rx, ctx.store.clone());
     // e1 is taken down: its services (none) vanish, and so do paths through it.
@@ -610,6 +623,53 @@ async fn takedown_hides(ctx: Ctx) {
         v["capabilities"],
         serde_json::json!([{"id": "sms.send", "serviceCount": 3}])
     );
+    // Applied in place, not by a rebuild from the store (which would leave one base edge and
+    // no tombstones): the four edges from or to e1 and p1 are tombstoned in the graph loaded
+    // at start, in one update.
+    let (_, v) = get(&app, "/status").await;
+    assert_eq!(v["trustGraph"]["baseEdges"], 5, "{v}");
+    assert_eq!(v["trustGraph"]["tombstoned"], 4, "{v}");
+    assert_eq!(v["trustGraph"]["generation"], before + 1, "{v}");
+
+    // Reactivation brings everything back, again without a rebuild.
+    let changes: Vec<Change> = ["e1", "p1"]
+        .iter()
+        .map(|n| Change::Account {
+            did: did(n),
+            status: OperatorStatus::Active,
+        })
+        .collect();
+    ctx.store
+        .apply(&Batch {
+            cursor: None,
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let _ = tx.send(std::sync::Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    let (_, v) = get(&app, &search(&did("viewer"), "")).await;
+    assert_eq!(
+        operators_of(&v),
+        [did("p1"), did("p2"), did("p3"), did("p4")]
+    );
+    let distances: Vec<&Value> = (0..4)
+        .map(|i| &v["services"][i]["trust"]["distance"])
+        .collect();
+    assert_eq!(
+        distances,
+        [
+            &serde_json::json!(1),
+            &serde_json::json!(2),
+            &serde_json::json!(3),
+            &Value::Null
+        ]
+    );
+    let (_, v) = get(&app, "/status").await;
+    assert_eq!(v["trustGraph"]["tombstoned"], 4, "{v}");
+    assert_eq!(v["trustGraph"]["overlayEdges"], 4, "{v}");
+    assert_eq!(v["trustGraph"]["generation"], before + 1, "{v}");
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool) {

@@ -133,15 +133,26 @@ pub async fn apply(store: &Store, changes: Vec<Change>) {
 
 /// The app over `store` with a freshly loaded trust index.
 pub async fn app(store: &Store, config: AppConfig) -> (Router, Arc<TrustIndex>) {
-    let trust = TrustIndex::load_with(
+    app_with(
         store,
+        config,
         TrustIndexOptions {
             rebuild_debounce: std::time::Duration::from_millis(20),
             ..TrustIndexOptions::default()
         },
     )
     .await
-    .expect("load trust index");
+}
+
+/// The app over `store` with a trust index loaded with `opts`.
+pub async fn app_with(
+    store: &Store,
+    config: AppConfig,
+    opts: TrustIndexOptions,
+) -> (Router, Arc<TrustIndex>) {
+    let trust = TrustIndex::load_with(store, opts)
+        .await
+        .expect("load trust index");
     let state = AppState::new(
         store.clone(),
         Arc::new(Metrics::default()),

@@ -9,9 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use guildhall_store::Store;
 use sqlx::Connection;
 
-/// What a test body gets: an open store.
+/// What a test body gets: an open store and where it lives (for a second handle).
 pub struct Ctx {
     pub store: Store,
+    pub location: String,
 }
 
 fn unique(prefix: &str) -> String {
@@ -101,6 +102,7 @@ where
     let store = Store::open(&location).await.expect("open store");
     let ctx = Ctx {
         store: store.clone(),
+        location,
     };
     let outcome = tokio::spawn(body(ctx)).await;
     store.close().await;

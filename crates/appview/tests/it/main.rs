@@ -5,3 +5,4 @@
 mod cases;
 mod data;
 mod harness;
+mod refresh;

@@ -11,3 +11,4 @@ mod discovery;
 mod e2e;
 mod harness;
 mod latency;
+mod no_ingest;

@@ -1,5 +1,6 @@
 //! Batched reads (`services_by_uris`, `operators_by_dids`, `record_cids`): each answer lines up
-//! with the keys asked, hides exactly what the single-item reads hide, and spans chunks.
+//! with the keys asked, hides exactly what the single-item reads hide, and spans chunks; and
+//! the change token an AppView apart from ingestion polls.
 
 use guildhall_store::*;
 
@@ -10,6 +11,7 @@ both!(
     batched_reads_line_up_with_keys,
     batched_reads_hide_inactive_operators,
     batched_reads_span_chunks,
+    change_token_moves_with_the_trust_inputs,
 );
 
 /// Each batched answer must equal the single-item read of the same key.
@@ -249,4 +251,114 @@ async fn batched_reads_span_chunks(ctx: Ctx) {
         .map(|&i| services[i].did.as_str())
         .collect();
     assert_same_as_single_reads(store, &sample, &sample_dids).await;
+}
+
+async fn change_token_moves_with_the_trust_inputs(ctx: Ctx) {
+    let store = &ctx.store;
+    let (a, b) = (did("a"), did("b"));
+    let empty = store.change_token().await.expect("token");
+    assert_eq!(empty, ChangeToken::default());
+    // Rows are stamped in milliseconds: keep successive writes apart.
+    let step = |changes: Vec<Change>| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let before = store.change_token().await.expect("token");
+        store.apply(&batch(changes)).await.expect("apply");
+        let after = store.change_token().await.expect("token");
+        assert_eq!(after, store.change_token().await.expect("token"), "stable");
+        (before, after)
+    };
+    let e = endorsement(&a, "3kaaa", &b);
+    let s = service(&b, "s", "c1");
+    let moved = |(x, y): (ChangeToken, ChangeToken)| x != y;
+    assert!(
+        moved(step(vec![upsert_endorsement(&e)]).await),
+        "endorsement written"
+    );
+    assert!(
+        moved(step(vec![upsert_service(&s)]).await),
+        "service written"
+    );
+    let mut e2 = e.clone();
+    e2.strength = Some(10);
+    assert!(
+        moved(step(vec![upsert_endorsement(&e2)]).await),
+        "endorsement rewritten"
+    );
+    assert!(
+        moved(step(vec![upsert_service(&service(&b, "s", "c2"))]).await),
+        "service rewritten"
+    );
+    let gone = uri(&a, END, "3kaaa");
+    assert!(
+        moved(step(vec![Change::DeleteRecord { uri: gone }]).await),
+        "endorsement deleted"
+    );
+    assert!(
+        moved(step(vec![Change::DeleteRecord { uri: s.uri.clone() }]).await),
+        "service deleted"
+    );
+    // Delete one and write another in one batch: the counts stay, the token still moves.
+    assert!(moved(step(vec![upsert_endorsement(&e)]).await));
+    let other = endorsement(&b, "3kbbb", &a);
+    assert!(
+        moved(
+            step(vec![
+                Change::DeleteRecord { uri: e.uri.clone() },
+                upsert_endorsement(&other)
+            ])
+            .await
+        ),
+        "replaced"
+    );
+    for status in [
+        OperatorStatus::Takendown,
+        OperatorStatus::Suspended,
+        OperatorStatus::Active,
+    ] {
+        let c = vec![Change::Account {
+            did: b.clone(),
+            status,
+        }];
+        assert!(moved(step(c).await), "{status:?}");
+    }
+    // What the graph does not read leaves the token alone.
+    let unrelated = vec![
+        Change::Reject(RejectionRow {
+            uri: uri(&a, SVC, "bad"),
+            cid: None,
+            collection: SVC.into(),
+            reason: "invalid_record".into(),
+            detail: None,
+        }),
+        Change::SetRepo(RepoRow {
+            did: a.clone(),
+            rev: Some("3kzzz".into()),
+            data_cid: Some("bafy-root".into()),
+            status: RepoStatus::Synced,
+        }),
+        Change::Identity {
+            did: a.clone(),
+            handle: Some("a.test".into()),
+            verified: true,
+        },
+        profile(&a, "A"),
+        Change::Account {
+            did: a.clone(),
+            status: OperatorStatus::Active,
+        },
+    ];
+    assert!(!moved(step(unrelated).await), "unrelated writes");
+    let before = store.change_token().await.expect("token");
+    store
+        .apply(&Batch {
+            cursor: Some(("wss://relay.test".into(), 7)),
+            changes: vec![],
+        })
+        .await
+        .expect("cursor only");
+    assert_eq!(
+        store.change_token().await.expect("token"),
+        before,
+        "cursor only"
+    );
 }
