@@ -641,7 +641,7 @@ async fn takedown_hides(ctx: Ctx) {
         .collect();
     ctx.store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes: changes.clone(),
         })
         .await

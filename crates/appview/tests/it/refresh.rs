@@ -72,7 +72,7 @@ async fn write(store: &Store, changes: Vec<Change>) {
     tokio::time::sleep(Duration::from_millis(3)).await;
     store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes,
         })
         .await

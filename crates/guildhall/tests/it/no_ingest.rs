@@ -89,7 +89,7 @@ fn endorsement(author: &str, rkey: &str, subject: &str) -> Change {
 async fn write(store: &Store, changes: Vec<Change>) -> Result<()> {
     store
         .apply(&Batch {
-            cursor: None,
+            cursors: Vec::new(),
             changes,
         })
         .await

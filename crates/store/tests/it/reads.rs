@@ -351,7 +351,7 @@ async fn change_token_moves_with_the_trust_inputs(ctx: Ctx) {
     let before = store.change_token().await.expect("token");
     store
         .apply(&Batch {
-            cursor: Some(("wss://relay.test".into(), 7)),
+            cursors: vec![("wss://relay.test".into(), 7)],
             changes: vec![],
         })
         .await
