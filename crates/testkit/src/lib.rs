@@ -16,6 +16,7 @@
 //! The harness must be installed first with `tests/peer/install.sh` (npm,
 //! about two minutes once); [`Peer::start`] fails with that hint otherwise.
 
+pub mod db;
 pub mod dns;
 mod frames;
 mod peer;

@@ -6,11 +6,11 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use guildhall_store::Store;
+use guildhall_testkit::db::{TestDb, unique};
 use guildhall_testkit::{Account, Peer, PeerOptions};
 use sha2::Digest as _;
 use sqlx::Connection as _;
@@ -51,65 +51,22 @@ macro_rules! both {
     };
 }
 
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// PostgreSQL server used for the `postgres` tests (a database is created per test).
-fn pg_admin_url() -> String {
-    std::env::var("GUILDHALL_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 /// A fresh, empty database, removed when dropped (even when the test panics).
 pub struct Db {
     pub backend: Backend,
     /// What `--db` gets: a file path or a postgres URL.
     pub location: String,
-    pg_name: Option<String>,
+    db: TestDb,
 }
 
 impl Db {
     pub async fn fresh(backend: Backend) -> Result<Db> {
-        match backend {
-            Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("{}.db", unique("gh_e2e")));
-                Ok(Db {
-                    backend,
-                    location: path.to_string_lossy().into_owned(),
-                    pg_name: None,
-                })
-            }
-            Backend::Postgres => {
-                let name = unique("gh_e2e");
-                let admin = pg_admin_url();
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .with_context(|| format!("PostgreSQL at {admin} is needed"))?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .context("creating the test database")?;
-                let base = admin
-                    .rsplit_once('/')
-                    .map(|(b, _)| b.to_owned())
-                    .ok_or_else(|| anyhow!("{admin} has no database path"))?;
-                Ok(Db {
-                    backend,
-                    location: format!("{base}/{name}"),
-                    pg_name: Some(name),
-                })
-            }
-        }
+        let db = TestDb::create(backend == Backend::Postgres, "gh_e2e").await?;
+        Ok(Db {
+            backend,
+            location: db.location.clone(),
+            db,
+        })
     }
 
     /// Opens the store the binary writes (reads only, from the test's side).
@@ -177,32 +134,7 @@ const INTEGRITY: &[&str] = &[
 
 impl Drop for Db {
     fn drop(&mut self) {
-        match &self.pg_name {
-            None => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", self.location));
-                }
-            }
-            Some(name) => {
-                // Drop may run on a runtime thread (or while unwinding): do the async clean-up
-                // on a thread of its own.
-                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                let _ = std::thread::spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    else {
-                        return;
-                    };
-                    rt.block_on(async {
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
+        self.db.remove_blocking();
     }
 }
 

@@ -2,85 +2,9 @@
 //! one test body on each backend.
 
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use guildhall_store::Store;
-use sqlx::Connection;
-
-/// PostgreSQL server used for tests (`GUILDHALL_TEST_PG`); each test gets its own database.
-pub fn admin_url() -> String {
-    std::env::var("GUILDHALL_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{}_{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A database made for one test.
-pub enum Fresh {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-impl Fresh {
-    /// Makes an empty database and returns it with the location to open.
-    pub async fn new(pg: bool) -> (Fresh, String) {
-        if !pg {
-            let path = std::env::temp_dir().join(format!("{}.db", unique("gh_ingest")));
-            let loc = path.to_string_lossy().into_owned();
-            return (Fresh::Sqlite(path), loc);
-        }
-        let name = unique("gh_ingest");
-        let admin = admin_url();
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for these tests: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let base = admin
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .expect("url has a path");
-        let loc = format!("{base}/{name}");
-        (Fresh::Postgres(name), loc)
-    }
-
-    /// Removes the database.
-    pub async fn cleanup(self) {
-        match self {
-            Fresh::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Fresh::Postgres(name) => {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                }
-            }
-        }
-    }
-}
+use guildhall_testkit::db::TestDb;
 
 /// Runs `body` with a store on a fresh database, cleaning up even when it panics.
 pub async fn run<F, Fut>(pg: bool, body: F)
@@ -88,11 +12,13 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (fresh, location) = Fresh::new(pg).await;
-    let store = Store::open(&location).await.expect("open store");
+    let db = TestDb::create(pg, "gh_ingest")
+        .await
+        .expect("test database");
+    let store = Store::open(&db.location).await.expect("open store");
     let outcome = tokio::spawn(body(store.clone())).await;
     store.close().await;
-    fresh.cleanup().await;
+    db.cleanup().await;
     if let Err(e) = outcome {
         if e.is_panic() {
             std::panic::resume_unwind(e.into_panic());

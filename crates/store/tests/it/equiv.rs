@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use sqlx::Connection;
 
 use crate::data::{END, OPR, SVC, price, record};
-use crate::harness::Fresh;
+use crate::harness::fresh;
 
 const DIDS: [&str; 3] = ["did:plc:q0", "did:plc:q1", "did:plc:q2"];
 const RKEYS: [&str; 3] = ["a", "b", "c"];
@@ -257,15 +257,8 @@ fn check(pg: bool, cases: u32) {
         .enable_all()
         .build()
         .expect("runtime");
-    let fresh = |_: ()| async move {
-        if pg {
-            Fresh::postgres().await
-        } else {
-            Fresh::sqlite().await
-        }
-    };
-    let ((fresh_a, loc_a), (fresh_b, loc_b)) =
-        rt.block_on(async { (fresh(()).await, fresh(()).await) });
+    let (db_a, db_b) = rt.block_on(async { (fresh(pg).await, fresh(pg).await) });
+    let (loc_a, loc_b) = (db_a.location.clone(), db_b.location.clone());
     let (set_wise, one_by_one) = rt.block_on(async {
         (
             Store::open(&loc_a).await.expect("open a"),
@@ -329,8 +322,8 @@ fn check(pg: bool, cases: u32) {
     rt.block_on(async {
         set_wise.close().await;
         one_by_one.close().await;
-        fresh_a.cleanup().await;
-        fresh_b.cleanup().await;
+        db_a.cleanup().await;
+        db_b.cleanup().await;
     });
     if let Err(e) = result {
         panic!("{e}");

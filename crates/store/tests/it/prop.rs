@@ -6,7 +6,7 @@ use guildhall_store::*;
 use proptest::prelude::*;
 
 use crate::data::{account, batch, upsert_service};
-use crate::harness::Fresh;
+use crate::harness::fresh;
 
 const DIDS: [&str; 4] = ["did:plc:p0", "did:plc:p1", "did:plc:p2", "did:plc:p3"];
 const CAPS: [&str; 4] = ["a.x", "a.y", "b.x", "c.z"];
@@ -173,13 +173,8 @@ fn check(pg: bool, cases: u32) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (fresh, location) = rt.block_on(async {
-        if pg {
-            Fresh::postgres().await
-        } else {
-            Fresh::sqlite().await
-        }
-    });
+    let db = rt.block_on(fresh(pg));
+    let location = db.location.clone();
     let store = rt.block_on(Store::open(&location)).expect("open");
     let config = ProptestConfig {
         cases,
@@ -239,7 +234,7 @@ fn check(pg: bool, cases: u32) {
     );
     rt.block_on(async {
         store.close().await;
-        fresh.cleanup().await;
+        db.cleanup().await;
     });
     if let Err(e) = result {
         panic!("{e}");
