@@ -10,7 +10,7 @@ use guildhall_lexicon::{
     ENDORSEMENT_NSID, EndorsementRecord, OPERATOR_NSID, OperatorRecord, RecordError, SERVICE_NSID,
     ServiceRecord,
 };
-use guildhall_proto::syntax::{Did, Nsid, RecordKey, Tid};
+use guildhall_proto::syntax::{Did, Nsid, RecordKey};
 use guildhall_proto::verify::{Action, RepoRecord, VerifiedOp};
 use ipld_core::ipld::Ipld;
 
@@ -33,30 +33,24 @@ pub enum GuildhallRecord {
     Operator(OperatorRecord),
 }
 
-/// Validates a record of `collection` under key `rkey`: the key type the lexicon declares
+/// Validates a record of `collection` under key `rkey`: the key rule the lexicon declares
 /// (`any`, `tid`, `literal:self`), then the record itself.
 pub fn parse_record(collection: &str, rkey: &str, value: &Ipld) -> Result<GuildhallRecord, String> {
+    let catalog = guildhall_lexicon::Catalog::guildhall().map_err(|e| e.to_string())?;
+    catalog
+        .validate_record_key(collection, rkey)
+        .map_err(|e| e.message)?;
     let issues = |e: RecordError| e.to_string();
     match collection {
         SERVICE_NSID => guildhall_lexicon::parse_service(value)
             .map(|r| GuildhallRecord::Service(Box::new(r)))
             .map_err(issues),
-        ENDORSEMENT_NSID => {
-            if Tid::parse(rkey).is_err() {
-                return Err(format!("record key {rkey:?} is not a TID"));
-            }
-            guildhall_lexicon::parse_endorsement(value)
-                .map(GuildhallRecord::Endorsement)
-                .map_err(issues)
-        }
-        OPERATOR_NSID => {
-            if rkey != "self" {
-                return Err(format!("record key {rkey:?} must be \"self\""));
-            }
-            guildhall_lexicon::parse_operator(value)
-                .map(GuildhallRecord::Operator)
-                .map_err(issues)
-        }
+        ENDORSEMENT_NSID => guildhall_lexicon::parse_endorsement(value)
+            .map(GuildhallRecord::Endorsement)
+            .map_err(issues),
+        OPERATOR_NSID => guildhall_lexicon::parse_operator(value)
+            .map(GuildhallRecord::Operator)
+            .map_err(issues),
         other => Err(format!("unknown collection {other}")),
     }
 }
@@ -245,20 +239,12 @@ mod tests {
     #[test]
     fn keys_are_checked_per_collection() {
         let v = Ipld::Map(Default::default());
-        assert!(
-            parse_record(ENDORSEMENT_NSID, "not-a-tid", &v)
-                .unwrap_err()
-                .contains("not a TID")
-        );
-        assert!(
-            parse_record(OPERATOR_NSID, "other", &v)
-                .unwrap_err()
-                .contains("self")
-        );
-        assert!(
-            parse_record("dev.guildhall.nope", "x", &v)
-                .unwrap_err()
-                .contains("unknown collection")
-        );
+        let err = |c: &str, k: &str| parse_record(c, k, &v).unwrap_err();
+        assert!(err(ENDORSEMENT_NSID, "not-a-tid").contains(r#"key rule "tid""#));
+        assert!(err(OPERATOR_NSID, "other").contains(r#"key rule "literal:self""#));
+        assert!(err(SERVICE_NSID, "bad key!").contains("record key"));
+        assert!(err("dev.guildhall.nope", "x").contains("not a record type"));
+        // A valid key gets as far as the record's own checks.
+        assert!(!err(OPERATOR_NSID, "self").contains("record key"));
     }
 }
