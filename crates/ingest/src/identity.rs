@@ -96,6 +96,9 @@ pub struct ResolverConfig {
 /// Resolves DIDs to identities, caching and coalescing concurrent lookups of the same DID.
 pub struct Resolver {
     http: reqwest::Client,
+    /// Built once: building reads the system's DNS configuration. `None` when that failed;
+    /// handles are then checked over HTTPS only.
+    dns: Option<TokioResolver>,
     config: ResolverConfig,
     cache: Mutex<HashMap<Did, Entry>>,
 }
@@ -111,8 +114,16 @@ impl Resolver {
                 url: String::new(),
                 reason: e.to_string(),
             })?;
+        let dns = match dns_resolver(config.dns, config.timeout) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DNS for handle checks; HTTPS well-known only");
+                None
+            }
+        };
         Ok(Self {
             http,
+            dns,
             config,
             cache: Mutex::new(HashMap::new()),
         })
@@ -274,10 +285,12 @@ impl Resolver {
                 serde_json::from_slice::<Out>(&body).ok().map(|o| o.did)
             }
             None => {
-                match dns_txt_did(handle, self.config.dns, self.config.timeout).await {
-                    Ok(Some(did)) => return Some(did),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(%handle, error = %e, "handle DNS look-up failed"),
+                if let Some(dns) = &self.dns {
+                    match dns_txt_did(dns, handle).await {
+                        Ok(Some(did)) => return Some(did),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(%handle, error = %e, "handle DNS look-up failed"),
+                    }
                 }
                 let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
                 let resp = self.http.get(url).send().await.ok()?;
@@ -291,14 +304,12 @@ impl Resolver {
     }
 }
 
-/// The DID in `_atproto.<handle>` TXT (`did=…`), asking `server` (ip:port) or the system's
-/// resolver; `None` when there is no such record. Several different DIDs are an error: none
-/// of them can be trusted.
-pub async fn dns_txt_did(
-    handle: &Handle,
+/// A DNS resolver asking `server` (ip:port), or the system's configured servers, giving each
+/// look-up one attempt of at most `timeout`.
+pub fn dns_resolver(
     server: Option<SocketAddr>,
     timeout: Duration,
-) -> Result<Option<Did>, String> {
+) -> Result<TokioResolver, String> {
     let mut builder = match server {
         Some(addr) => {
             let mut udp = ConnectionConfig::udp();
@@ -315,9 +326,14 @@ pub async fn dns_txt_did(
     };
     builder.options_mut().timeout = timeout;
     builder.options_mut().attempts = 1;
-    let resolver = builder
+    builder
         .build()
-        .map_err(|e| format!("cannot set up DNS ({e})"))?;
+        .map_err(|e| format!("cannot set up DNS ({e})"))
+}
+
+/// The DID in `_atproto.<handle>` TXT (`did=…`); `None` when there is no such record.
+/// Several different DIDs are an error: none of them can be trusted.
+pub async fn dns_txt_did(resolver: &TokioResolver, handle: &Handle) -> Result<Option<Did>, String> {
     let lookup = match resolver
         .txt_lookup(format!("_atproto.{}.", handle.as_str()))
         .await

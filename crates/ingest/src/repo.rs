@@ -70,12 +70,7 @@ impl RepoFetcher {
 
     /// Downloads the repo's CAR from its PDS. HTTP 429 is backpressure: wait and retry.
     pub async fn download(&self, did: &Did) -> Result<Vec<u8>, FetchError> {
-        let ident = self.resolver.resolve(did).await?;
-        let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
-        let url = format!(
-            "{}/xrpc/com.atproto.sync.getRepo",
-            pds.trim_end_matches('/')
-        );
+        let url = self.xrpc_url(did, "com.atproto.sync.getRepo").await?;
         let mut attempt = 0;
         loop {
             let resp = self
@@ -160,9 +155,7 @@ impl RepoFetcher {
         did: &Did,
         method: &str,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), FetchError> {
-        let ident = self.resolver.resolve(did).await?;
-        let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
-        let url = format!("{}/xrpc/{method}", pds.trim_end_matches('/'));
+        let url = self.xrpc_url(did, method).await?;
         let resp = self
             .resolver
             .http()
@@ -177,6 +170,13 @@ impl RepoFetcher {
             .await
             .map_err(FetchError::Http)?;
         Ok((status, body))
+    }
+
+    /// `<the DID's PDS>/xrpc/<method>`.
+    async fn xrpc_url(&self, did: &Did, method: &str) -> Result<String, FetchError> {
+        let ident = self.resolver.resolve(did).await?;
+        let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
+        Ok(format!("{}/xrpc/{method}", pds.trim_end_matches('/')))
     }
 
     /// The account's status as its own PDS reports it (`com.atproto.sync.getRepoStatus`):

@@ -1,10 +1,11 @@
 //! XRPC cases; each runs on SQLite and on PostgreSQL through `both!`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use guildhall_appview::{AppConfig, TrustIndexOptions};
+use guildhall_appview::{AppConfig, TrustIndex, TrustIndexOptions};
 use guildhall_store::{Batch, Change, OperatorStatus};
 use guildhall_trust::BuildOptions;
 use serde_json::Value;
@@ -572,16 +573,7 @@ async fn takedown_hides(ctx: Ctx) {
             status: OperatorStatus::Takendown,
         },
     ];
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
+    let (before, _) = commit_live(&ctx, &trust, &tx, changes).await;
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(
         operators_of(&v),
@@ -639,16 +631,7 @@ async fn takedown_hides(ctx: Ctx) {
             status: OperatorStatus::Active,
         })
         .collect();
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
+    let (before, _) = commit_live(&ctx, &trust, &tx, changes).await;
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(
         operators_of(&v),
@@ -670,6 +653,28 @@ async fn takedown_hides(ctx: Ctx) {
     assert_eq!(v["trustGraph"]["tombstoned"], 4, "{v}");
     assert_eq!(v["trustGraph"]["overlayEdges"], 4, "{v}");
     assert_eq!(v["trustGraph"]["generation"], before + 1, "{v}");
+}
+
+/// Commits `changes` and broadcasts them as ingestion does, then waits until the trust index
+/// has applied them. Returns the generation before and how long applying took.
+async fn commit_live(
+    ctx: &Ctx,
+    trust: &TrustIndex,
+    tx: &broadcast::Sender<Arc<Vec<Change>>>,
+    changes: Vec<Change>,
+) -> (u64, Duration) {
+    ctx.store
+        .apply(&Batch {
+            cursors: Vec::new(),
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    let before = trust.generation();
+    let started = std::time::Instant::now();
+    let _ = tx.send(Arc::new(changes));
+    wait_for(|| trust.generation() > before).await;
+    (before, started.elapsed())
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool) {
@@ -694,21 +699,8 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     // Delete e1 → p2: p2 loses its path.
     let gone = uri(&did("e1"), END, "3kaaaaaaaaa2c");
     let changes = vec![Change::DeleteRecord { uri: gone.clone() }];
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let started = std::time::Instant::now();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "applied within 1 s"
-    );
+    let (_, took) = commit_live(&ctx, &trust, &tx, changes).await;
+    assert!(took < Duration::from_secs(1), "applied within 1 s");
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(
         operators_of(&v),
@@ -725,16 +717,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
         &["sms.send"],
     );
     let changes = vec![upsert_endorsement(&e)];
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
+    commit_live(&ctx, &trust, &tx, changes).await;
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(
         operators_of(&v),
@@ -745,16 +728,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     // A new service appears although the same filters were just answered (and cached).
     let svc = service(&did("p5"), "p5-sms", &["sms.send"]);
     let changes = vec![upsert_service(&svc)];
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
+    commit_live(&ctx, &trust, &tx, changes).await;
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(operators_of(&v).len(), 5, "{v}");
     assert!(operators_of(&v).contains(&did("p5")));
@@ -805,16 +779,7 @@ async fn pagination_is_stable(ctx: Ctx) {
         &["sms.send"],
     );
     let changes = vec![upsert_endorsement(&e)];
-    ctx.store
-        .apply(&Batch {
-            cursors: Vec::new(),
-            changes: changes.clone(),
-        })
-        .await
-        .expect("apply");
-    let before = trust.generation();
-    let _ = tx.send(std::sync::Arc::new(changes));
-    wait_for(|| trust.generation() > before).await;
+    commit_live(&ctx, &trust, &tx, changes).await;
     while let Some(c) = cursor {
         let (st, v) = get(
             &app,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use guildhall_ingest::identity::dns_txt_did;
+use guildhall_ingest::identity::{dns_resolver, dns_txt_did};
 use guildhall_proto::identity::DidDocument;
 use guildhall_proto::syntax::{AtIdentifier, Did, Handle};
 use serde_json::Value;
@@ -81,7 +81,11 @@ impl IdentityArgs {
                     .ok_or_else(|| id_err(format!("{base} answered without a DID")))?
             }
             None => {
-                let dns = match dns_txt_did(handle, self.dns, DNS_TIMEOUT).await {
+                let txt = match dns_resolver(self.dns, DNS_TIMEOUT) {
+                    Ok(resolver) => dns_txt_did(&resolver, handle).await,
+                    Err(e) => Err(e),
+                };
+                let dns = match txt {
                     Ok(Some(did)) => return Ok(did),
                     Ok(None) => "DNS has no _atproto TXT record".to_owned(),
                     Err(e) => e,

@@ -1,10 +1,11 @@
 //! `run_frames` fed straight from memory, as a recording is replayed: lexicon-invalid records
 //! and a forged first commit never reach the index, and the cursor ends at the last frame.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use guildhall_ingest::firehose::RawFrame;
-use guildhall_ingest::indexer::{self, IndexerConfig};
+use guildhall_ingest::indexer::{self, Context, IndexerConfig};
 use guildhall_proto::forge::Forged;
 use guildhall_store::{OperatorStatus, RepoStatus, Store};
 use tokio::sync::mpsc;
@@ -13,6 +14,24 @@ use crate::firehose::{context, counter};
 use crate::forged::{Account, bad_service, delete, service};
 use crate::harness::both;
 use crate::net::{Net, RepoStatusAnswer};
+
+/// Runs the pipeline over `(source, frame)` pairs fed from memory until all are committed.
+async fn replay(ctx: &Arc<Context>, sources: Vec<String>, frames: Vec<(usize, Vec<u8>)>) {
+    let config = IndexerConfig {
+        batch_delay: Duration::from_millis(5),
+        ..IndexerConfig::default()
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let feeder = tokio::spawn(async move {
+        for (source, bytes) in frames {
+            tx.send(RawFrame { source, bytes }).await.expect("send");
+        }
+    });
+    indexer::run_frames(ctx.clone(), config, sources, rx)
+        .await
+        .expect("run_frames");
+    feeder.await.expect("feeder");
+}
 
 fn frame(seq: &mut i64, mut f: Forged) -> Vec<u8> {
     *seq += 1;
@@ -55,20 +74,12 @@ async fn invalid_input_never_reaches_the_index(store: Store) {
     frames.push(frame(&mut seq, forged));
 
     let ctx = context(store.clone(), &net);
-    let config = IndexerConfig {
-        batch_delay: Duration::from_millis(5),
-        ..IndexerConfig::default()
-    };
-    let (tx, rx) = mpsc::channel(4);
-    let feeder = tokio::spawn(async move {
-        for bytes in frames {
-            tx.send(RawFrame { source: 0, bytes }).await.expect("send");
-        }
-    });
-    indexer::run_frames(ctx.clone(), config, vec!["memory".to_owned()], rx)
-        .await
-        .expect("run_frames");
-    feeder.await.expect("feeder");
+    replay(
+        &ctx,
+        vec!["memory".to_owned()],
+        frames.into_iter().map(|f| (0, f)).collect(),
+    )
+    .await;
 
     assert_eq!(store.cursor("memory").await.expect("cursor"), Some(seq));
     let services = store
@@ -204,20 +215,7 @@ async fn account_events_need_the_accounts_host(store: Store) {
     ));
 
     let ctx = context(store.clone(), &net);
-    let config = IndexerConfig {
-        batch_delay: Duration::from_millis(5),
-        ..IndexerConfig::default()
-    };
-    let (tx, rx) = mpsc::channel(4);
-    let feeder = tokio::spawn(async move {
-        for (source, bytes) in frames {
-            tx.send(RawFrame { source, bytes }).await.expect("send");
-        }
-    });
-    indexer::run_frames(ctx.clone(), config, sources, rx)
-        .await
-        .expect("run_frames");
-    feeder.await.expect("feeder");
+    replay(&ctx, sources, frames).await;
 
     let status = |d: &guildhall_proto::syntax::Did| {
         let store = store.clone();
@@ -301,20 +299,12 @@ async fn a_gap_in_the_stream_rechecks_tracked_repos(store: Store) {
     frames.push(frame(&mut seq, three));
 
     let ctx = context(store.clone(), &net);
-    let config = IndexerConfig {
-        batch_delay: Duration::from_millis(5),
-        ..IndexerConfig::default()
-    };
-    let (tx, rx) = mpsc::channel(4);
-    let feeder = tokio::spawn(async move {
-        for bytes in frames {
-            tx.send(RawFrame { source: 0, bytes }).await.expect("send");
-        }
-    });
-    indexer::run_frames(ctx.clone(), config, vec!["memory".to_owned()], rx)
-        .await
-        .expect("run_frames");
-    feeder.await.expect("feeder");
+    replay(
+        &ctx,
+        vec!["memory".to_owned()],
+        frames.into_iter().map(|f| (0, f)).collect(),
+    )
+    .await;
 
     for a in [&alice, &bob, &carol] {
         let held = store
