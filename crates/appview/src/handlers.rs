@@ -119,7 +119,7 @@ fn rank_services(
         &state.trust,
         viewer,
         None,
-        std::sync::Arc::new(candidates),
+        std::sync::Arc::new(search::Candidates::new(candidates)),
         now_us(),
         &state.inner.rank_opts,
     );

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use guildhall_store::{ServiceCandidate, ServiceQuery};
-use guildhall_trust::{CandidateProvider, RankOptions, Ranked};
+use guildhall_trust::{CandidateProvider, PreparedCandidates, RankOptions, Ranking};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -114,13 +114,49 @@ pub fn quality_ppm(_c: &ServiceCandidate) -> u32 {
     0
 }
 
+/// The services one set of filters admits, as the candidate cache keeps them: the SQL rows
+/// and their preparation for ranking (operator nodes, fallback order), which every viewer's
+/// ranking of the set shares and which is refreshed when the trust graph moves on.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    rows: Vec<ServiceCandidate>,
+    prepared: Mutex<Arc<PreparedCandidates>>,
+}
+
+impl Candidates {
+    /// Wraps SQL rows; their graph-independent preparation (the fallback order) is done here.
+    pub fn new(rows: Vec<ServiceCandidate>) -> Self {
+        let prepared = PreparedCandidates::new(&providers(&rows));
+        Self {
+            rows,
+            prepared: Mutex::new(Arc::new(prepared)),
+        }
+    }
+
+    /// The rows, in SQL order.
+    pub fn rows(&self) -> &[ServiceCandidate] {
+        &self.rows
+    }
+}
+
+/// The ranker's view of candidate rows (borrowed strings).
+fn providers(rows: &[ServiceCandidate]) -> Vec<CandidateProvider<&str>> {
+    rows.iter()
+        .map(|c| CandidateProvider {
+            operator: c.did.as_str(),
+            service: c.uri.as_str(),
+            quality_ppm: quality_ppm(c),
+        })
+        .collect()
+}
+
 /// A ranked candidate list: the SQL candidates and the ranker's answer, converted to views
 /// only for the page shown (formatting paths of every candidate would cost more than
 /// ranking them).
 #[derive(Debug, Clone, Default)]
 pub struct RankedList {
-    candidates: Arc<Vec<ServiceCandidate>>,
-    ranked: Vec<Ranked>,
+    candidates: Arc<Candidates>,
+    ranked: Ranking,
 }
 
 impl RankedList {
@@ -136,18 +172,15 @@ impl RankedList {
 
     /// Entries `offset..offset + limit` as ranked services.
     pub fn page(&self, offset: usize, limit: usize) -> Vec<RankedService> {
-        let end = offset.saturating_add(limit).min(self.ranked.len());
         self.ranked
-            .get(offset..end)
-            .unwrap_or_default()
-            .iter()
+            .range(offset, limit)
             .filter_map(|r| {
-                let c = self.candidates.get(r.candidate)?;
+                let c = self.candidates.rows.get(r.candidate)?;
                 Some(RankedService {
                     uri: c.uri.clone(),
                     did: c.did.clone(),
                     cid: c.cid.clone(),
-                    trust: TrustInfo::from_ranked(r),
+                    trust: TrustInfo::from_ranked(&r),
                 })
             })
             .collect()
@@ -160,19 +193,18 @@ pub fn rank_candidates(
     index: &TrustIndex,
     viewer: Option<&str>,
     capability: Option<&str>,
-    candidates: Arc<Vec<ServiceCandidate>>,
+    candidates: Arc<Candidates>,
     now_us: i64,
     opts: &RankOptions,
 ) -> (RankedList, u64) {
-    let providers: Vec<CandidateProvider<&str>> = candidates
-        .iter()
-        .map(|c| CandidateProvider {
-            operator: c.did.as_str(),
-            service: c.uri.as_str(),
-            quality_ppm: quality_ppm(c),
-        })
-        .collect();
-    let (ranked, generation) = index.rank(viewer, capability, &providers, now_us, opts);
+    let (ranked, generation) = index.rank_prepared(
+        viewer,
+        capability,
+        &providers(&candidates.rows),
+        &candidates.prepared,
+        now_us,
+        opts,
+    );
     (RankedList { candidates, ranked }, generation)
 }
 
@@ -326,20 +358,22 @@ async fn rank_all(
     ))
 }
 
-/// The SQL candidates of `filters`, from a short-lived cache when the index has not changed
+/// The SQL candidates of `filters`, from a short-lived cache when no service has changed
 /// since they were read. Every service write, deletion or visibility change reaches the
-/// trust index through the same broadcast and moves its generation, so a cached set is
-/// never older than the index it is ranked against; the TTL bounds staleness when no
-/// broadcast arrives at all (an AppView running apart from ingestion).
+/// trust index through the same broadcast and moves its services generation, so a cached
+/// set is never older than the index it is ranked against; the TTL bounds staleness when
+/// no broadcast arrives at all (an AppView running apart from ingestion).
 async fn candidates(
     state: &AppState,
     filters: &ServiceQuery,
-) -> Result<Arc<Vec<ServiceCandidate>>, XrpcError> {
+) -> Result<Arc<Candidates>, XrpcError> {
     let key = query_hash(&SearchRequest {
         filters: filters.clone(),
         ..SearchRequest::default()
     });
-    let generation = state.trust.generation();
+    // Read before the query: a change landing meanwhile files the set under a generation
+    // that is already stale, never the reverse.
+    let generation = state.trust.services_generation();
     if let Some(hit) = state.inner.candidates.get(key, generation) {
         return Ok(hit);
     }
@@ -353,7 +387,7 @@ async fn candidates(
             "search candidates truncated at the cap"
         );
     }
-    let list = Arc::new(set.candidates);
+    let list = Arc::new(Candidates::new(set.candidates));
     state
         .inner
         .candidates
@@ -361,10 +395,10 @@ async fn candidates(
     Ok(list)
 }
 
-/// One cached set: filter hash, index generation, when it was read, the candidates.
-type CachedSet = (u64, u64, Instant, Arc<Vec<ServiceCandidate>>);
+/// One cached set: filter hash, services generation, when it was read, the candidates.
+type CachedSet = (u64, u64, Instant, Arc<Candidates>);
 
-/// Recently read candidate sets, keyed by filter hash and index generation.
+/// Recently read candidate sets, keyed by filter hash and services generation.
 #[derive(Debug)]
 pub struct CandidateCache {
     inner: Mutex<VecDeque<CachedSet>>,
@@ -382,14 +416,14 @@ impl CandidateCache {
         }
     }
 
-    fn get(&self, key: u64, generation: u64) -> Option<Arc<Vec<ServiceCandidate>>> {
+    fn get(&self, key: u64, generation: u64) -> Option<Arc<Candidates>> {
         let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         c.iter()
             .find(|(k, g, t, _)| *k == key && *g == generation && t.elapsed() < self.ttl)
             .map(|(_, _, _, v)| Arc::clone(v))
     }
 
-    fn put(&self, key: u64, generation: u64, list: Arc<Vec<ServiceCandidate>>) {
+    fn put(&self, key: u64, generation: u64, list: Arc<Candidates>) {
         if self.ttl.is_zero() || self.max_sets == 0 {
             return;
         }

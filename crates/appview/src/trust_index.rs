@@ -18,8 +18,8 @@ use guildhall_store::{
     Change, ChangeToken, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError,
 };
 use guildhall_trust::{
-    BuildOptions, CandidateProvider, Endorsement, GraphStats, RankOptions, Ranked, TrustError,
-    TrustGraph, TrustPath,
+    BuildOptions, CandidateProvider, Endorsement, GraphStats, PreparedCandidates, RankOptions,
+    Ranked, Ranking, TrustError, TrustGraph, TrustPath,
 };
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -75,6 +75,10 @@ impl Default for TrustIndexOptions {
 pub struct TrustIndex {
     graph: RwLock<TrustGraph>,
     generation: AtomicU64,
+    /// Moves whenever what the store would answer to a service search may have changed
+    /// (a service written or deleted, an account's visibility, a reload from the store), and
+    /// only then: cached candidate sets stay valid while endorsements come and go.
+    services_generation: AtomicU64,
     opts: TrustIndexOptions,
     /// The store's change token read just before the graph was last built from it; `None`
     /// for a graph that did not come from the store.
@@ -189,6 +193,7 @@ impl TrustIndex {
         Arc::new(TrustIndex {
             graph: RwLock::new(graph),
             generation: AtomicU64::new(1),
+            services_generation: AtomicU64::new(1),
             opts,
             token: Mutex::new(None),
         })
@@ -201,6 +206,12 @@ impl TrustIndex {
     /// Changes whenever the graph changes; part of search cursors.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever a service search's SQL answer may have changed; keys the AppView's
+    /// cache of candidate sets.
+    pub fn services_generation(&self) -> u64 {
+        self.services_generation.load(Ordering::Acquire)
     }
 
     /// Size and churn of the current graph.
@@ -229,6 +240,39 @@ impl TrustIndex {
         )
     }
 
+    /// [`rank`](Self::rank) with the candidates' preparation kept in `slot` (see
+    /// [`PreparedCandidates`]): refreshed there first when the graph moved on, so the many
+    /// rankings of one cached candidate set share the work.
+    pub fn rank_prepared<S: AsRef<str>>(
+        &self,
+        viewer: Option<&str>,
+        capability: Option<&str>,
+        candidates: &[CandidateProvider<S>],
+        slot: &Mutex<Arc<PreparedCandidates>>,
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> (Ranking, u64) {
+        let g = self.graph.read().unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation();
+        let prepared = {
+            let mut p = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if !p.is_current_for(&g) || p.len() != candidates.len() {
+                let mut q = if p.len() == candidates.len() {
+                    (**p).clone()
+                } else {
+                    PreparedCandidates::new(candidates)
+                };
+                g.refresh_prepared(&mut q, candidates);
+                *p = Arc::new(q);
+            }
+            Arc::clone(&p)
+        };
+        (
+            g.rank_prepared(viewer, capability, candidates, &prepared, now_us, opts),
+            generation,
+        )
+    }
+
     /// The best path from `from` to `to` (getTrustPath).
     pub fn path(
         &self,
@@ -244,10 +288,15 @@ impl TrustIndex {
             .path(from, to, capability, now_us, opts)
     }
 
-    fn swap(&self, g: TrustGraph) {
+    /// Swaps in `g`; `reloaded` says it was read from the store (whose services may have
+    /// changed too) rather than compacted from the current graph.
+    fn swap(&self, g: TrustGraph, reloaded: bool) {
         let mut w = self.graph.write().unwrap_or_else(PoisonError::into_inner);
         *w = g;
         self.generation.fetch_add(1, Ordering::AcqRel);
+        if reloaded {
+            self.services_generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Replaces the graph with one built from the store's current state.
@@ -259,7 +308,7 @@ impl TrustIndex {
     /// Rebuilds from the store, whose change token was `token` just before.
     async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
         let g = build_from_store(store, &self.opts.build).await?;
-        self.swap(g);
+        self.swap(g, true);
         self.set_token(Some(token));
         tracing::info!(
             generation = self.generation(),
@@ -322,7 +371,7 @@ impl TrustIndex {
         })
         .await
         .map_err(|e| TrustIndexError::Task(e.to_string()))??;
-        self.swap(g);
+        self.swap(g, false);
         tracing::info!(generation = self.generation(), "trust graph compacted");
         Ok(())
     }
@@ -339,6 +388,7 @@ impl TrustIndex {
     ) -> Result<bool, TrustIndexError> {
         let mut ops = Vec::new();
         let mut rebuild = false;
+        let mut services = false;
         for c in changes {
             match c {
                 Change::UpsertRecord(rec, Some(IndexRow::Endorsement(e))) => {
@@ -355,6 +405,7 @@ impl TrustIndex {
                     }
                 }
                 Change::UpsertRecord(rec, Some(IndexRow::Service(_))) => {
+                    services = true;
                     ops.push(Op::SetService(rec.uri.clone(), rec.cid.clone()));
                 }
                 Change::UpsertRecord(rec, _) => {
@@ -362,6 +413,7 @@ impl TrustIndex {
                     if rec.collection == ENDORSEMENT_COLLECTION {
                         ops.push(Op::Remove(rec.uri.clone()));
                     } else if rec.collection == SERVICE_COLLECTION {
+                        services = true;
                         ops.push(Op::ClearService(rec.uri.clone()));
                     }
                 }
@@ -369,16 +421,19 @@ impl TrustIndex {
                     if uri_collection(uri) == Some(ENDORSEMENT_COLLECTION) {
                         ops.push(Op::Remove(uri.clone()));
                     } else if uri_collection(uri) == Some(SERVICE_COLLECTION) {
+                        services = true;
                         ops.push(Op::ClearService(uri.clone()));
                     }
                 }
                 Change::Account { did, status } => {
+                    services = true;
                     if *status == OperatorStatus::Active {
                         restore_operator(store, did, &mut ops).await?;
                     } else {
                         ops.push(Op::RemoveOperator(did.clone()));
                     }
                 }
+                // The rebuild that follows moves both generations.
                 Change::DeleteRepoRecords { .. } => rebuild = true,
                 Change::SetRepo(_)
                 | Change::Identity { .. }
@@ -404,6 +459,9 @@ impl TrustIndex {
                 }
             }
             self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        if services {
+            self.services_generation.fetch_add(1, Ordering::AcqRel);
         }
         Ok(rebuild)
     }

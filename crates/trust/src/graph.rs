@@ -168,7 +168,15 @@ pub struct TrustGraph {
     ov_by_uri: HashMap<String, u32>,
 
     self_dropped: usize,
+
+    /// Identity of this graph's node numbering: unique per build, kept by clones. Node ids
+    /// only ever get appended, so a DID resolved against a graph with this identity keeps
+    /// its id ([`crate::PreparedCandidates`] relies on it).
+    pub(crate) numbering: u64,
 }
+
+/// Source of [`TrustGraph::numbering`] values.
+static NUMBERINGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// An endorsement after validation, with its strings resolved to ids.
 struct Resolved<'a> {
@@ -229,6 +237,7 @@ impl TrustGraph {
             ov_in: IdMap::default(),
             ov_by_uri: HashMap::new(),
             self_dropped: 0,
+            numbering: NUMBERINGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -9,6 +9,10 @@
 //!   product of edge weights at that many hops, then the number of independent vouchers, with
 //!   a sybil cap per last-hop endorser (results past it follow every other result) and an
 //!   anchor/quality fallback. [`TrustGraph::path`] answers getTrustPath with the same numbers.
+//! - [`PreparedCandidates`] lets a caller that ranks one candidate set for many viewers
+//!   resolve the operators to nodes and order the unreachable ones once;
+//!   [`TrustGraph::rank_prepared`] then costs the viewer's frontier plus the few candidates
+//!   it reaches, and returns a compact [`Ranking`] that explains candidates on demand.
 //! - Edge weight = strength/100 · 2^(−age/τ) · κ, κ = 1 if the endorsement covers the queried
 //!   capability (exact, or a `.`-namespace prefix: `sms` covers `sms.send`), 0.5 if unscoped,
 //!   0 otherwise; zero when expired, deleted, pinned to a service CID that is no longer
@@ -45,4 +49,4 @@ pub use model::{
     Basis, BuildOptions, CandidateProvider, EdgeRef, Endorsement, GraphStats, RankOptions, Ranked,
     TrustPath, Vouchers, YEAR_US,
 };
-pub use rank::MAX_HOPS;
+pub use rank::{MAX_HOPS, PreparedCandidates, Ranking};

@@ -11,6 +11,7 @@
 //! - Ties between equal products go to the lexicographically smaller URI of the deciding edge,
 //!   so output never depends on input order or interning.
 
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 
 use crate::graph::{IdMap, NONE, TrustGraph, Weigher};
@@ -33,18 +34,29 @@ struct Reach {
 }
 
 struct Frontier {
+    seeds: Vec<u32>,
     map: IdMap<Reach>,
     /// One bit per node: in `map`. The in-edge scan of a popular candidate mostly meets
     /// nodes outside the frontier, and a bit test in a cache-resident bitmap rejects them far
-    /// faster than a hash probe.
-    mask: Vec<u64>,
+    /// faster than a hash probe. Built on first use: only in-edge scans need it, and it costs
+    /// a bit per node of the graph.
+    mask: OnceCell<Vec<u64>>,
+    node_count: usize,
 }
 
 impl Frontier {
     #[inline]
     fn contains(&self, u: u32) -> bool {
-        self.mask
-            .get(u as usize / 64)
+        let mask = self.mask.get_or_init(|| {
+            let mut mask = vec![0u64; self.node_count.div_ceil(64)];
+            for &u in self.map.keys() {
+                if let Some(w) = mask.get_mut(u as usize / 64) {
+                    *w |= 1 << (u % 64);
+                }
+            }
+            mask
+        });
+        mask.get(u as usize / 64)
             .is_some_and(|w| w & (1 << (u % 64)) != 0)
     }
 }
@@ -126,7 +138,10 @@ impl Frontier {
             );
         }
         let mut layer1 = Vec::new();
-        for &s in seeds {
+        let mut seeds: Vec<u32> = seeds.to_vec();
+        seeds.sort_unstable();
+        seeds.dedup();
+        for &s in &seeds {
             g.for_each_out(s, |t, e| {
                 if map.get(&t).is_some_and(|r: &Reach| r.dist == 0) {
                     return;
@@ -157,6 +172,8 @@ impl Frontier {
                 }
             });
         }
+        // At most this many nodes join: reserving spares the rehashes of a growing map.
+        map.reserve(layer1.iter().map(|&x| g.out_degree(x)).sum());
         for &x in &layer1 {
             let bx = map.get(&x).map_or(0.0, |r| r.best);
             g.for_each_out(x, |t, e| {
@@ -192,13 +209,12 @@ impl Frontier {
                 }
             });
         }
-        let mut mask = vec![0u64; g.node_count().div_ceil(64)];
-        for &u in map.keys() {
-            if let Some(w) = mask.get_mut(u as usize / 64) {
-                *w |= 1 << (u % 64);
-            }
+        Self {
+            seeds,
+            map,
+            mask: OnceCell::new(),
+            node_count: g.node_count(),
         }
-        Self { map, mask }
     }
 
     /// Offers edge `e` (`u → p`, weight `we`) from frontier node `u` to `p`'s accumulator.
@@ -247,63 +263,76 @@ impl Frontier {
         acc.finish()
     }
 
-    /// Evaluates many operators at once, choosing the cheaper direction: the in-edges of every
-    /// target (pull) or the out-edges of every frontier node (push, i.e. a third BFS layer
-    /// restricted to the targets). Both visit the same edge set, so the results are equal.
-    fn evaluate_all(
+    /// Evaluates every target of `p` at once, choosing the cheaper direction: the in-edges of
+    /// every target (pull) or the out-edges of every frontier node (push, i.e. a third BFS
+    /// layer restricted to the targets). Both visit the same edge set, so the results are
+    /// equal. Returns, per target slot, an index into the returned evaluations or `NONE`.
+    fn evaluate_targets(
         &self,
         g: &TrustGraph,
         w: &mut Weigher<'_>,
-        targets: &[u32],
+        p: &PreparedCandidates,
         mode: Mode,
-    ) -> IdMap<Option<Eval>> {
-        let pull: usize = targets.iter().map(|&p| g.in_degree(p)).sum();
+    ) -> (Vec<u32>, Vec<Eval>) {
+        let targets = &p.targets;
+        let mut at = vec![NONE; targets.len()];
+        let mut evals = Vec::new();
+        let mut put = |at: &mut Vec<u32>, s: usize, ev: Eval| {
+            at[s] = u32::try_from(evals.len()).unwrap_or(NONE);
+            evals.push(ev);
+        };
         let push: usize = self.map.keys().map(|&u| g.out_degree(u)).sum();
-        let mut out: IdMap<Option<Eval>> = IdMap::default();
-        out.reserve(targets.len());
-        if mode == Mode::Pull || (mode == Mode::Auto && pull <= push) {
-            for &p in targets {
-                out.insert(p, self.evaluate(g, w, p));
-            }
-            return out;
-        }
-        let mut slot: IdMap<usize> = IdMap::default();
-        let mut mask = vec![0u64; g.node_count().div_ceil(64)];
-        let mut accs: Vec<(u32, Acc)> = Vec::new();
-        for &p in targets {
-            if self.is_seed(p) {
-                out.insert(p, Some(Eval::zero()));
-            } else if let Some(m) = mask.get_mut(p as usize / 64) {
-                if *m & (1 << (p % 64)) == 0 {
-                    *m |= 1 << (p % 64);
-                    slot.insert(p, accs.len());
-                    accs.push((p, Acc::default()));
+        if mode == Mode::Pull || (mode == Mode::Auto && p.pull_cost <= push) {
+            for (s, &t) in targets.iter().enumerate() {
+                if let Some(ev) = self.evaluate(g, w, t) {
+                    put(&mut at, s, ev);
                 }
-            } else {
-                out.insert(p, None);
+            }
+            return (at, evals);
+        }
+        // Seeds among the targets are at distance 0 whatever edges reach them.
+        for &u in &self.seeds {
+            if let Ok(s) = targets.binary_search(&u) {
+                put(&mut at, s, Eval::zero());
             }
         }
+        // Per target slot, its accumulator in `accs` (most targets get none).
+        let mut acc_at = vec![NONE; targets.len()];
+        let mut accs: Vec<(usize, Acc)> = Vec::new();
         for (&u, r) in &self.map {
-            g.for_each_out(u, |p, e| {
-                if mask
-                    .get(p as usize / 64)
-                    .is_none_or(|m| m & (1 << (p % 64)) == 0)
-                {
+            g.for_each_out(u, |t, e| {
+                if !p.may_target(t) {
                     return;
                 }
-                let Some(acc) = slot.get(&p).and_then(|&i| accs.get_mut(i)) else {
+                let Ok(s) = targets.binary_search(&t) else {
                     return;
                 };
+                if at[s] != NONE {
+                    return;
+                }
                 let we = w.weight(e);
-                if we > 0.0 {
-                    Self::offer(g, &mut acc.1, r, u, p, e, we);
+                if we <= 0.0 {
+                    return;
+                }
+                let i = match acc_at[s] {
+                    NONE => {
+                        acc_at[s] = u32::try_from(accs.len()).unwrap_or(NONE);
+                        accs.push((s, Acc::default()));
+                        accs.len() - 1
+                    }
+                    i => i as usize,
+                };
+                if let Some((_, acc)) = accs.get_mut(i) {
+                    Self::offer(g, acc, r, u, t, e, we);
                 }
             });
         }
-        for (p, acc) in accs {
-            out.insert(p, acc.finish());
+        for (s, acc) in accs {
+            if let Some(ev) = acc.finish() {
+                put(&mut at, s, ev);
+            }
         }
-        out
+        (at, evals)
     }
 
     /// The edges of the best path ending with edge `last`, seed first.
@@ -319,20 +348,29 @@ impl Frontier {
     }
 }
 
-/// Evaluations of operators against one frontier, memoised (services share operators).
+/// Evaluations of every prepared target against one frontier (services share operators,
+/// so each operator is evaluated once).
 struct Evaluator {
     frontier: Frontier,
-    memo: IdMap<Option<usize>>,
+    /// Per target slot: index into `evals`, or `NONE` when no path reaches it.
+    at: Vec<u32>,
     evals: Vec<Eval>,
     zero: Option<usize>,
 }
 
 impl Evaluator {
-    fn new(frontier: Frontier) -> Self {
+    fn new(
+        g: &TrustGraph,
+        w: &mut Weigher<'_>,
+        seeds: &[u32],
+        prepared: &PreparedCandidates,
+    ) -> Self {
+        let frontier = Frontier::compute(g, w, seeds);
+        let (at, evals) = frontier.evaluate_targets(g, w, prepared, Mode::Auto);
         Self {
             frontier,
-            memo: IdMap::default(),
-            evals: Vec::new(),
+            at,
+            evals,
             zero: None,
         }
     }
@@ -342,45 +380,18 @@ impl Evaluator {
         if let Some(i) = self.zero {
             return i;
         }
-        self.evals.push(Eval {
-            dist: 0,
-            best: 1.0,
-            last: NONE,
-            vouchers: Vec::new(),
-        });
+        self.evals.push(Eval::zero());
         let i = self.evals.len() - 1;
         self.zero = Some(i);
         i
     }
 
-    /// Evaluates every node of `nodes` not yet known, in one pass.
-    fn prefetch(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, nodes: &[u32]) {
-        let mut todo: Vec<u32> = nodes
-            .iter()
-            .copied()
-            .filter(|p| !self.memo.contains_key(p))
-            .collect();
-        todo.sort_unstable();
-        todo.dedup();
-        for (p, ev) in self.frontier.evaluate_all(g, w, &todo, Mode::Auto) {
-            let r = ev.map(|ev| {
-                self.evals.push(ev);
-                self.evals.len() - 1
-            });
-            self.memo.insert(p, r);
+    /// The evaluation of target slot `slot` (`NONE`: an operator without a node).
+    fn get(&self, slot: u32) -> Option<usize> {
+        match self.at.get(slot as usize) {
+            Some(&i) if i != NONE => Some(i as usize),
+            _ => None,
         }
-    }
-
-    fn get(&mut self, g: &TrustGraph, w: &mut Weigher<'_>, p: u32) -> Option<usize> {
-        if let Some(&r) = self.memo.get(&p) {
-            return r;
-        }
-        let r = self.frontier.evaluate(g, w, p).map(|ev| {
-            self.evals.push(ev);
-            self.evals.len() - 1
-        });
-        self.memo.insert(p, r);
-        r
     }
 }
 
@@ -392,6 +403,7 @@ enum Source {
     Quality,
 }
 
+#[derive(Clone, Copy)]
 struct Entry {
     candidate: usize,
     source: Source,
@@ -411,7 +423,197 @@ fn vouchers_of(g: &TrustGraph, ids: &[u32], sample: usize) -> Vouchers {
     }
 }
 
+/// Candidates made ready to be ranked many times: each operator's graph node resolved, and
+/// the order of candidates no path reaches (quality, operator, service) computed, once. A
+/// caller ranking the same filtered set for many viewers keeps one beside the set; a ranking
+/// then hashes no DID and compares no string for the candidates no path reaches, which are
+/// nearly all of them.
+///
+/// It stays valid for the graph it was resolved against through all its later changes
+/// (node ids are only ever appended), except that an operator unknown then may have gained a
+/// node since. [`TrustGraph::rank_prepared`] notices either case and resolves again for that
+/// call, so a stale one costs time, never correctness; [`TrustGraph::refresh_prepared`] refreshes it.
+#[derive(Debug, Clone, Default)]
+pub struct PreparedCandidates {
+    /// [`TrustGraph::numbering`] resolved against; 0 for none.
+    numbering: u64,
+    /// Nodes the graph had then.
+    node_count: usize,
+    nodes: Vec<Option<u32>>,
+    /// Candidate indices in the no-path order.
+    order: Vec<usize>,
+    /// Whether some operator had no node (only then can new nodes make this stale).
+    unresolved: bool,
+    /// The distinct nodes of the operators, ascending: what a ranking evaluates.
+    targets: Vec<u32>,
+    /// Per candidate, its operator's index in `targets`, or `NONE`.
+    slot: Vec<u32>,
+    /// A bitmap over node ids modulo its size, set for every target: the out-edge scan
+    /// rejects nearly every non-target with one bit test instead of a search of `targets`.
+    filter: Vec<u64>,
+    /// In-edges of all targets when resolved: the cost of evaluating them by in-edge scans,
+    /// weighed against the frontier's out-edges (only a choice of direction; both give the
+    /// same answer).
+    pull_cost: usize,
+}
+
+impl PreparedCandidates {
+    /// The graph-independent half: the no-path order of `candidates` (quality descending,
+    /// then operator DID, service URI, index). Resolve it with [`TrustGraph::refresh_prepared`].
+    pub fn new<S: AsRef<str>>(candidates: &[CandidateProvider<S>]) -> Self {
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (ca, cb) = (&candidates[a], &candidates[b]);
+            cb.quality_ppm
+                .cmp(&ca.quality_ppm)
+                .then_with(|| ca.operator.as_ref().cmp(cb.operator.as_ref()))
+                .then_with(|| ca.service.as_ref().cmp(cb.service.as_ref()))
+                .then(a.cmp(&b))
+        });
+        Self {
+            order,
+            ..Self::default()
+        }
+    }
+
+    /// How many candidates it was prepared for.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether it holds no candidate.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Whether node `t` may be a target (no false negatives).
+    #[inline]
+    fn may_target(&self, t: u32) -> bool {
+        let bits = self.filter.len() * 64;
+        let b = t as usize & (bits.wrapping_sub(1));
+        self.filter
+            .get(b / 64)
+            .is_some_and(|w| w & (1 << (b % 64)) != 0)
+    }
+
+    /// Whether its nodes are those `g` would resolve now.
+    pub fn is_current_for(&self, g: &TrustGraph) -> bool {
+        self.numbering == g.numbering && (!self.unresolved || self.node_count == g.node_count())
+    }
+}
+
+/// The answer of [`TrustGraph::rank_prepared`]: every candidate in ranked order, with the
+/// reached ones explained (path, vouchers) and the rest described on demand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranking {
+    /// Per place: candidate index and index into `explained`, or `NONE` for a candidate no
+    /// path reaches.
+    order: Vec<(u32, u32)>,
+    explained: Vec<Ranked>,
+}
+
+impl Ranking {
+    /// Ranked candidates.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there were no candidates.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The candidate at place `i`.
+    pub fn get(&self, i: usize) -> Option<Ranked> {
+        let &(candidate, x) = self.order.get(i)?;
+        Some(match self.explained.get(x as usize) {
+            Some(r) => r.clone(),
+            None => Ranked {
+                candidate: candidate as usize,
+                distance: None,
+                score_ppm: 0,
+                path: Vec::new(),
+                vouchers: Vouchers::default(),
+                basis: Basis::Fallback,
+            },
+        })
+    }
+
+    /// Places `offset..offset + limit` (clipped to the ranking).
+    pub fn range(&self, offset: usize, limit: usize) -> impl Iterator<Item = Ranked> + '_ {
+        let end = offset.saturating_add(limit).min(self.len());
+        (offset.min(end)..end).filter_map(|i| self.get(i))
+    }
+
+    /// Every place, in order.
+    pub fn into_vec(self) -> Vec<Ranked> {
+        (0..self.len()).filter_map(|i| self.get(i)).collect()
+    }
+}
+
+/// An index as `u32` (candidate lists are far smaller than 2^32).
+fn to_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(NONE)
+}
+
 impl TrustGraph {
+    /// Prepares `candidates` for [`rank_prepared`](Self::rank_prepared) against this graph.
+    pub fn prepare<S: AsRef<str>>(
+        &self,
+        candidates: &[CandidateProvider<S>],
+    ) -> PreparedCandidates {
+        let mut p = PreparedCandidates::new(candidates);
+        self.refresh_prepared(&mut p, candidates);
+        p
+    }
+
+    /// Resolves the operators of `p` (prepared for `candidates`) against this graph: only
+    /// those still unknown when `p` was resolved against an earlier state of this graph, all
+    /// of them otherwise.
+    pub fn refresh_prepared<S: AsRef<str>>(
+        &self,
+        p: &mut PreparedCandidates,
+        candidates: &[CandidateProvider<S>],
+    ) {
+        if p.is_current_for(self) && p.nodes.len() == candidates.len() {
+            return;
+        }
+        if p.numbering == self.numbering && p.nodes.len() == candidates.len() {
+            let todo: Vec<usize> = (0..p.nodes.len())
+                .filter(|&i| p.nodes[i].is_none())
+                .collect();
+            let found = self.nodes(todo.iter().map(|&i| candidates[i].operator.as_ref()));
+            for (i, n) in todo.into_iter().zip(found) {
+                p.nodes[i] = n;
+            }
+        } else {
+            p.nodes = self.nodes(candidates.iter().map(|c| c.operator.as_ref()));
+        }
+        p.numbering = self.numbering;
+        p.node_count = self.node_count();
+        p.unresolved = p.nodes.iter().any(Option::is_none);
+        p.targets = p.nodes.iter().flatten().copied().collect();
+        p.targets.sort_unstable();
+        p.targets.dedup();
+        p.slot = p
+            .nodes
+            .iter()
+            .map(|n| {
+                n.and_then(|n| p.targets.binary_search(&n).ok())
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or(NONE)
+            })
+            .collect();
+        // About 16 bits per target, a power of two of at least one word.
+        let bits = (p.targets.len() * 16).next_power_of_two().max(64);
+        p.filter = vec![0u64; bits / 64];
+        for &t in &p.targets {
+            let b = t as usize & (bits - 1);
+            p.filter[b / 64] |= 1 << (b % 64);
+        }
+        p.pull_cost = p.targets.iter().map(|&t| self.in_degree(t)).sum();
+    }
+
     /// Ranks `candidates` for `viewer` and `capability` at time `now_us`.
     ///
     /// Order: candidates reached from the viewer (`Basis::Graph`) by distance ascending, score
@@ -436,76 +638,90 @@ impl TrustGraph {
         now_us: i64,
         opts: &RankOptions,
     ) -> Vec<Ranked> {
+        let prepared = self.prepare(candidates);
+        self.rank_prepared(viewer, capability, candidates, &prepared, now_us, opts)
+            .into_vec()
+    }
+
+    /// [`rank`](Self::rank) with the candidates prepared beforehand (by
+    /// [`prepare`](Self::prepare) of these same candidates, against this graph or any other:
+    /// a stale preparation is resolved again for this call). The answer is the same, in a
+    /// compact form that describes candidates no path reaches only when asked.
+    pub fn rank_prepared<S: AsRef<str>>(
+        &self,
+        viewer: Option<&str>,
+        capability: Option<&str>,
+        candidates: &[CandidateProvider<S>],
+        prepared: &PreparedCandidates,
+        now_us: i64,
+        opts: &RankOptions,
+    ) -> Ranking {
+        let fresh;
+        let prepared = if prepared.len() == candidates.len()
+            && prepared.nodes.len() == candidates.len()
+            && prepared.is_current_for(self)
+        {
+            prepared
+        } else {
+            let mut p = if prepared.len() == candidates.len() {
+                prepared.clone()
+            } else {
+                PreparedCandidates::new(candidates)
+            };
+            self.refresh_prepared(&mut p, candidates);
+            fresh = p;
+            &fresh
+        };
+        let nodes = &prepared.nodes;
         let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let viewer_node = viewer.and_then(|v| self.node(v));
+        // Compared by node: interning is a bijection, and an operator without a node can
+        // only be a viewer without one.
+        let is_viewer = |i: usize| match viewer_node {
+            Some(v) => nodes[i] == Some(v),
+            None => nodes[i].is_none() && viewer == Some(candidates[i].operator.as_ref()),
+        };
         // A viewer unknown to the graph still has a frontier (just itself): its own services
         // are at distance 0.
-        let mut by_viewer = viewer.map(|v| {
-            let seeds: Vec<u32> = self.node(v).into_iter().collect();
-            Evaluator::new(Frontier::compute(self, &mut w, &seeds))
+        let mut by_viewer = viewer.map(|_| {
+            let seeds: Vec<u32> = viewer_node.into_iter().collect();
+            Evaluator::new(self, &mut w, &seeds, prepared)
         });
         let mut anchors: Vec<u32> = opts.anchors.iter().filter_map(|a| self.node(a)).collect();
         anchors.sort_unstable();
         anchors.dedup();
+        let is_anchor = |i: usize| match nodes[i] {
+            Some(n) => anchors.binary_search(&n).is_ok(),
+            None => opts
+                .anchors
+                .iter()
+                .any(|a| a == candidates[i].operator.as_ref()),
+        };
+        // Built when a candidate first falls back to the anchors.
         let mut by_anchors: Option<Evaluator> = None;
 
-        let nodes: Vec<Option<u32>> = self.nodes(candidates.iter().map(|c| c.operator.as_ref()));
-        if let Some(ev) = by_viewer.as_mut() {
-            let todo: Vec<u32> = candidates
-                .iter()
-                .zip(&nodes)
-                .filter(|(c, _)| viewer != Some(c.operator.as_ref()))
-                .filter_map(|(_, n)| *n)
-                .collect();
-            ev.prefetch(self, &mut w, &todo);
-        }
-        if !opts.anchors.is_empty() {
-            // Only candidates the viewer does not reach fall back to the anchors.
-            let todo: Vec<u32> = candidates
-                .iter()
-                .zip(&nodes)
-                .filter(|(c, _)| {
-                    viewer != Some(c.operator.as_ref())
-                        && !opts.anchors.iter().any(|a| a == c.operator.as_ref())
-                })
-                .filter_map(|(_, n)| *n)
-                .filter(|p| {
-                    by_viewer
-                        .as_ref()
-                        .is_none_or(|ev| ev.memo.get(p).is_none_or(Option::is_none))
-                })
-                .collect();
-            if !todo.is_empty() {
-                let ev = by_anchors.get_or_insert_with(|| {
-                    Evaluator::new(Frontier::compute(self, &mut w, &anchors))
-                });
-                ev.prefetch(self, &mut w, &todo);
-            }
-        }
-
         let mut entries = Vec::with_capacity(candidates.len());
-        for (i, c) in candidates.iter().enumerate() {
-            let node = nodes[i];
+        for (i, &slot) in prepared.slot.iter().enumerate() {
             let mut entry = Entry {
                 candidate: i,
                 source: Source::Quality,
                 eval: None,
             };
             if let Some(ev) = by_viewer.as_mut() {
-                entry.eval = if viewer == Some(c.operator.as_ref()) {
+                entry.eval = if is_viewer(i) {
                     Some(ev.zero())
                 } else {
-                    node.and_then(|p| ev.get(self, &mut w, p))
+                    ev.get(slot)
                 };
                 entry.source = Source::Viewer;
             }
             if entry.eval.is_none() && !opts.anchors.is_empty() {
-                let ev = by_anchors.get_or_insert_with(|| {
-                    Evaluator::new(Frontier::compute(self, &mut w, &anchors))
-                });
-                entry.eval = if opts.anchors.iter().any(|a| a == c.operator.as_ref()) {
+                let ev = by_anchors
+                    .get_or_insert_with(|| Evaluator::new(self, &mut w, &anchors, prepared));
+                entry.eval = if is_anchor(i) {
                     Some(ev.zero())
                 } else {
-                    node.and_then(|p| ev.get(self, &mut w, p))
+                    ev.get(slot)
                 };
                 entry.source = Source::Anchors;
             }
@@ -523,31 +739,34 @@ impl TrustGraph {
             }?;
             ev.evals.get(e.eval?)
         };
-        let group = |s: Source| match s {
-            Source::Viewer => 0u8,
-            Source::Anchors => 1,
-            Source::Quality => 2,
-        };
-        entries.sort_by(|a, b| {
+        // Reached candidates (usually a handful) are sorted here; the rest keep the prepared
+        // order, which is the same comparison as theirs.
+        let mut ordered: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.source != Source::Quality)
+            .copied()
+            .collect();
+        ordered.sort_by(|a, b| {
             let (ca, cb) = (&candidates[a.candidate], &candidates[b.candidate]);
-            let mut o = group(a.source).cmp(&group(b.source));
-            if o == Ordering::Equal {
-                o = match (eval_of(a), eval_of(b)) {
-                    (Some(x), Some(y)) => x
-                        .dist
-                        .cmp(&y.dist)
-                        .then(y.best.total_cmp(&x.best))
-                        .then(y.vouchers.len().cmp(&x.vouchers.len())),
-                    _ => cb.quality_ppm.cmp(&ca.quality_ppm),
-                };
-            }
-            o.then_with(|| ca.operator.as_ref().cmp(cb.operator.as_ref()))
+            let o = match (eval_of(a), eval_of(b)) {
+                (Some(x), Some(y)) => x
+                    .dist
+                    .cmp(&y.dist)
+                    .then(y.best.total_cmp(&x.best))
+                    .then(y.vouchers.len().cmp(&x.vouchers.len())),
+                _ => Ordering::Equal,
+            };
+            (a.source == Source::Anchors)
+                .cmp(&(b.source == Source::Anchors))
+                .then(o)
+                .then_with(|| ca.operator.as_ref().cmp(cb.operator.as_ref()))
                 .then_with(|| ca.service.as_ref().cmp(cb.service.as_ref()))
                 .then(a.candidate.cmp(&b.candidate))
         });
 
         // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt. A
         // partition keeps both sides in ranked order, so the result stays deterministic.
+        // Unreached candidates have no endorser: they are never over the cap.
         let endorser = |e: &Entry| -> Option<u32> {
             eval_of(e)
                 .filter(|ev| ev.dist >= 2)
@@ -556,7 +775,7 @@ impl TrustGraph {
         let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_endorser {
             Some(cap) => {
                 let mut counts: IdMap<usize> = IdMap::default();
-                entries.into_iter().partition(|e| match endorser(e) {
+                ordered.into_iter().partition(|e| match endorser(e) {
                     Some(u) => {
                         let n = counts.entry(u).or_insert(0);
                         *n += 1;
@@ -565,43 +784,62 @@ impl TrustGraph {
                     None => true,
                 })
             }
-            None => (entries, Vec::new()),
+            None => (ordered, Vec::new()),
         };
-        let ordered = kept.into_iter().chain(over);
 
-        ordered
-            .map(|e| {
-                let ev = eval_of(&e);
-                let frontier = match e.source {
-                    Source::Viewer => by_viewer.as_ref(),
-                    Source::Anchors => by_anchors.as_ref(),
-                    Source::Quality => None,
-                };
-                let path = match (ev, frontier) {
-                    (Some(ev), Some(f)) if ev.last != NONE => f
-                        .frontier
-                        .path_edges(self, ev.last)
-                        .into_iter()
-                        .map(|x| self.edge_ref(x))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                Ranked {
-                    candidate: e.candidate,
-                    distance: ev.map(|x| x.dist),
-                    score_ppm: ev.map_or(0, |x| to_ppm(x.best)),
-                    path,
-                    vouchers: ev.map_or_else(Vouchers::default, |x| {
-                        vouchers_of(self, &x.vouchers, opts.voucher_sample)
-                    }),
-                    basis: if e.source == Source::Viewer {
-                        Basis::Graph
-                    } else {
-                        Basis::Fallback
-                    },
-                }
-            })
-            .collect()
+        // Only reached candidates are explained here (paths, vouchers); the rest are cheap to
+        // describe when a page asks for them.
+        let explain = |e: &Entry| -> Ranked {
+            let ev = eval_of(e);
+            let frontier = match e.source {
+                Source::Viewer => by_viewer.as_ref(),
+                Source::Anchors => by_anchors.as_ref(),
+                Source::Quality => None,
+            };
+            let path = match (ev, frontier) {
+                (Some(ev), Some(f)) if ev.last != NONE => f
+                    .frontier
+                    .path_edges(self, ev.last)
+                    .into_iter()
+                    .map(|x| self.edge_ref(x))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Ranked {
+                candidate: e.candidate,
+                distance: ev.map(|x| x.dist),
+                score_ppm: ev.map_or(0, |x| to_ppm(x.best)),
+                path,
+                vouchers: ev.map_or_else(Vouchers::default, |x| {
+                    vouchers_of(self, &x.vouchers, opts.voucher_sample)
+                }),
+                basis: if e.source == Source::Viewer {
+                    Basis::Graph
+                } else {
+                    Basis::Fallback
+                },
+            }
+        };
+        let mut order = Vec::with_capacity(entries.len());
+        let mut explained = Vec::with_capacity(kept.len() + over.len());
+        let mut place = |e: &Entry, order: &mut Vec<(u32, u32)>| {
+            order.push((to_u32(e.candidate), to_u32(explained.len())));
+            explained.push(explain(e));
+        };
+        for e in &kept {
+            place(e, &mut order);
+        }
+        order.extend(
+            prepared
+                .order
+                .iter()
+                .filter(|&&i| entries.get(i).is_some_and(|e| e.source == Source::Quality))
+                .map(|&i| (to_u32(i), NONE)),
+        );
+        for e in &over {
+            place(e, &mut order);
+        }
+        Ranking { order, explained }
     }
 
     /// The best path of at most three hops from `from` to `to` (fewest hops, then largest
@@ -690,22 +928,32 @@ mod tests {
         for e in list.iter().step_by(7) {
             g.remove(&e.uri);
         }
-        let all: Vec<u32> = (0..g.node_count() as u32).collect();
+        // Every node a target, as candidates of one service each.
+        let all: Vec<CandidateProvider> = (0..g.node_count() as u32)
+            .map(|u| CandidateProvider {
+                operator: g.did(u).to_owned(),
+                service: format!("s{u}"),
+                quality_ppm: 0,
+            })
+            .collect();
+        let prepared = g.prepare(&all);
+        assert_eq!(prepared.targets.len(), all.len());
         let mut compared = 0;
         for seed in 0..20u32 {
             for cap in [None, Some("s")] {
                 let mut w = g.weigher(cap, 1 << 50, crate::model::YEAR_US);
                 let f = Frontier::compute(&g, &mut w, &[seed]);
-                let pull = f.evaluate_all(&g, &mut w, &all, Mode::Pull);
-                let push = f.evaluate_all(&g, &mut w, &all, Mode::Push);
-                for p in &all {
-                    let (a, b) = (&pull[p], &push[p]);
-                    assert_eq!(
-                        a.as_ref().map(|e| (e.dist, e.best, e.last, &e.vouchers)),
-                        b.as_ref().map(|e| (e.dist, e.best, e.last, &e.vouchers)),
-                        "seed {seed} node {p}"
-                    );
-                    compared += usize::from(a.as_ref().is_some_and(|e| e.dist >= 2));
+                let (pull_at, pull) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Pull);
+                let (push_at, push) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Push);
+                let key = |at: &[u32], evals: &[Eval], s: usize| {
+                    evals
+                        .get(at[s] as usize)
+                        .map(|e| (e.dist, e.best, e.last, e.vouchers.clone()))
+                };
+                for s in 0..all.len() {
+                    let (a, b) = (key(&pull_at, &pull, s), key(&push_at, &push, s));
+                    assert_eq!(a, b, "seed {seed} target {s}");
+                    compared += usize::from(a.is_some_and(|e| e.0 >= 2));
                 }
             }
         }

@@ -717,7 +717,11 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
         &["sms.send"],
     );
     let changes = vec![upsert_endorsement(&e)];
+    // Endorsements move the graph, not what the filters admit: the cached candidate set
+    // stays, and its prepared nodes (p4 had none) are refreshed for the new graph.
+    let services_before = trust.services_generation();
     commit_live(&ctx, &trust, &tx, changes).await;
+    assert_eq!(trust.services_generation(), services_before);
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(
         operators_of(&v),
@@ -729,6 +733,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let svc = service(&did("p5"), "p5-sms", &["sms.send"]);
     let changes = vec![upsert_service(&svc)];
     commit_live(&ctx, &trust, &tx, changes).await;
+    assert!(trust.services_generation() > services_before);
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(operators_of(&v).len(), 5, "{v}");
     assert!(operators_of(&v).contains(&did("p5")));

@@ -283,6 +283,11 @@ proptest! {
         let base = list[..split].iter().chain(&junk);
         let Ok(mut g) = TrustGraph::build(base, &BuildOptions::default()) else { panic!("build") };
         prop_assert!(g.set_service_cid(SVC_A, "bafyc1").is_ok());
+        let cands: Vec<CandidateProvider> = (0..=NODES)
+            .map(|i| CandidateProvider { operator: node(i), service: format!("s{i}"), quality_ppm: qualities[i] })
+            .collect();
+        // Prepared before the overlay edges, which may add the nodes of unknown operators.
+        let early = g.prepare(&cands);
         for e in &list[split..] {
             prop_assert!(g.add(e).is_ok());
         }
@@ -293,9 +298,6 @@ proptest! {
         // Node NODES is unknown to the graph.
         let viewer = viewer.map(node);
         let anchors: Vec<String> = (0..3).filter(|b| anchor_mask & (1 << b) != 0).map(|b| node(b + 4)).collect();
-        let cands: Vec<CandidateProvider> = (0..=NODES)
-            .map(|i| CandidateProvider { operator: node(i), service: format!("s{i}"), quality_ppm: qualities[i] })
-            .collect();
         let want = expected(&list, viewer.as_deref(), &anchors, cap, &cands);
 
         let free = RankOptions { anchors: anchors.clone(), sybil_per_endorser: None, ..RankOptions::default() };
@@ -307,6 +309,19 @@ proptest! {
                 .collect();
             let want_rows: Vec<_> = want.iter().map(|w| (w.0, w.1, w.2, w.3, w.4, w.5.clone())).collect();
             prop_assert_eq!(got_rows, want_rows);
+            // A stale preparation (new nodes since, or another graph's numbering) is resolved
+            // again for the call; a refreshed one is current. Both give the same answer.
+            prop_assert_eq!(&graph.rank_prepared(viewer.as_deref(), cap, &cands, &early, NOW, &free).into_vec(), &got);
+            let mut fresh = early.clone();
+            graph.refresh_prepared(&mut fresh, &cands);
+            prop_assert!(fresh.is_current_for(graph));
+            let ranking = graph.rank_prepared(viewer.as_deref(), cap, &cands, &fresh, NOW, &free);
+            // Pages of the compact ranking are slices of the whole.
+            for offset in [0, 3, 7, 20] {
+                let page: Vec<Ranked> = ranking.range(offset, 3).collect();
+                prop_assert_eq!(&page[..], got.get(offset..(offset + 3).min(got.len())).unwrap_or_default());
+            }
+            prop_assert_eq!(&ranking.into_vec(), &got);
             for (x, w) in got.iter().zip(&want) {
                 if let Some(d) = x.distance {
                     let seeds = if x.basis == Basis::Graph { vec![viewer.clone().unwrap_or_default()] } else { anchors.clone() };
