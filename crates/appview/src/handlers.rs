@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use guildhall_proto::syntax::AtIdentifier;
-use guildhall_store::{OperatorRow, ServiceCandidate, ServiceQuery, ServiceRow, Store};
+use guildhall_store::{OperatorRow, ServiceCandidate, ServiceQuery, ServiceRecordRow, Store};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -77,7 +77,7 @@ async fn service_views(
     ranked: Vec<RankedService>,
 ) -> Result<Vec<ServiceView>, XrpcError> {
     let uris: Vec<&str> = ranked.iter().map(|r| r.uri.as_str()).collect();
-    let rows = store.services_by_uris(&uris).await?;
+    let rows = store.service_records(&uris).await?;
     hydrate(store, ranked, rows).await
 }
 
@@ -86,9 +86,9 @@ async fn service_views(
 async fn hydrate(
     store: &Store,
     ranked: Vec<RankedService>,
-    rows: Vec<Option<ServiceRow>>,
+    rows: Vec<Option<ServiceRecordRow>>,
 ) -> Result<Vec<ServiceView>, XrpcError> {
-    let mut found: Vec<(RankedService, ServiceRow)> = ranked
+    let mut found: Vec<(RankedService, ServiceRecordRow)> = ranked
         .into_iter()
         .zip(rows)
         .filter_map(|(r, row)| Some((r, row?)))
@@ -259,7 +259,7 @@ pub async fn get_service(State(s): State<AppState>, RawQuery(raw): RawQuery) -> 
         viewer.as_ref().map(|d| d.as_str()),
         vec![candidate(&row)],
     );
-    let mut views = hydrate(&s.store, ranked, vec![Some(row)]).await?;
+    let mut views = hydrate(&s.store, ranked, vec![Some(row.into())]).await?;
     let view = views
         .pop()
         .ok_or_else(|| XrpcError::NotFound("no such service is indexed".into()))?;
@@ -284,9 +284,9 @@ pub async fn get_operator(State(s): State<AppState>, RawQuery(raw): RawQuery) ->
     // would only sort by the same trust value.
     let mut by_uri: BTreeMap<String, RankedService> =
         ranked.into_iter().map(|r| (r.uri.clone(), r)).collect();
-    let (ordered, rows): (Vec<RankedService>, Vec<Option<ServiceRow>>) = services
+    let (ordered, rows): (Vec<RankedService>, Vec<Option<ServiceRecordRow>>) = services
         .into_iter()
-        .filter_map(|svc| Some((by_uri.remove(&svc.uri)?, Some(svc))))
+        .filter_map(|svc| Some((by_uri.remove(&svc.uri)?, Some(svc.into()))))
         .unzip();
     let views = hydrate(&s.store, ordered, rows).await?;
     Ok(Json(json!({
@@ -381,7 +381,7 @@ pub async fn list_endorsements(State(s): State<AppState>, RawQuery(raw): RawQuer
     let current: HashMap<&str, String> = pinned
         .iter()
         .copied()
-        .zip(s.store.services_by_uris(&pinned).await?)
+        .zip(s.store.service_records(&pinned).await?)
         .filter_map(|(u, row)| Some((u, row?.cid)))
         .collect();
     let now = now_us();

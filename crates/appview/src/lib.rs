@@ -71,12 +71,16 @@ pub struct AppConfig {
     pub hostname_for_did_web: Option<String>,
     /// Most services one search ranks; filters narrower than this rank exactly.
     pub candidate_cap: usize,
-    /// Ranked services kept in all for cursor pagination (about 1 KiB each).
+    /// Ranked services kept in all for cursor pagination: 8 bytes each, plus the path and
+    /// vouchers of those reached from the viewer, plus their candidate rows (about 250
+    /// bytes each) while no longer shared with the candidate cache.
     pub snapshot_entries: usize,
     /// How long a ranked list stays available to cursors.
     pub snapshot_ttl: Duration,
-    /// How long a candidate set read from SQL may be reused while the trust index has not
-    /// changed (zero turns the cache off).
+    /// How long a candidate set read from SQL may be reused while no service has changed
+    /// (zero turns the cache off). Only a backstop: every service change the trust index
+    /// sees (the ingest broadcast, or a refresh that reloads it from the store) drops the
+    /// cached sets at once.
     pub candidate_cache_ttl: Duration,
 }
 
@@ -89,9 +93,9 @@ impl Default for AppConfig {
             max_body: 64 * 1024,
             hostname_for_did_web: None,
             candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
-            snapshot_entries: 50_000,
+            snapshot_entries: 200_000,
             snapshot_ttl: Duration::from_secs(600),
-            candidate_cache_ttl: Duration::from_secs(2),
+            candidate_cache_ttl: Duration::from_secs(30),
         }
     }
 }

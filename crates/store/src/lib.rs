@@ -42,15 +42,33 @@ pub struct Store {
 /// The two supported databases.
 #[derive(Clone, Debug)]
 enum Backend {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs `ops::<backend>::$f(pool, args...)` on whichever backend the store has.
+/// SQLite allows one writer at a time: writes queue for the single writer connection (which
+/// keeps a large page cache for the index pages batches touch) instead of contending for
+/// the file lock, and reads run beside it on query-only connections with small caches (WAL
+/// readers see every committed write). An in-memory database is one connection, so both
+/// are the same pool there.
+#[derive(Clone, Debug)]
+struct SqlitePools {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+/// Runs `ops::<backend>::$f(pool, args...)` on whichever backend the store has; `write`
+/// selects SQLite's writer connection, reads go to the readers.
 macro_rules! dispatch {
     ($self:ident . $f:ident ( $($arg:expr),* )) => {
         match &$self.backend {
-            Backend::Sqlite(p) => ops::sqlite::$f(p $(, $arg)*).await,
+            Backend::Sqlite(p) => ops::sqlite::$f(&p.read $(, $arg)*).await,
+            Backend::Postgres(p) => ops::pg::$f(p $(, $arg)*).await,
+        }
+    };
+    (write $self:ident . $f:ident ( $($arg:expr),* )) => {
+        match &$self.backend {
+            Backend::Sqlite(p) => ops::sqlite::$f(&p.write $(, $arg)*).await,
             Backend::Postgres(p) => ops::pg::$f(p $(, $arg)*).await,
         }
     };
@@ -83,6 +101,10 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(StoreError::Connect)?;
+            migrator(POSTGRES_INIT)
+                .run(&pool)
+                .await
+                .map_err(StoreError::Migrate)?;
             Backend::Postgres(pool)
         } else {
             let opts = if url_or_path.starts_with("sqlite:") {
@@ -99,25 +121,44 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-                // The default 2 MB page cache re-reads index pages from the OS on every batch.
-                .pragma("cache_size", "-32768")
-                .pragma("mmap_size", "268435456")
+                // No memory map: each connection would map the whole file, and the OS page
+                // cache serves the same pages without counting them against the process.
+                .pragma("mmap_size", "0")
                 .pragma("temp_store", "memory");
-            let pool = SqlitePoolOptions::new()
-                // Each in-memory connection would be a separate database.
-                .max_connections(if in_memory { 1 } else { 4 })
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(opts)
+            let pool = |opts: SqliteConnectOptions, n: u32| {
+                SqlitePoolOptions::new()
+                    .max_connections(n)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+            };
+            // The default 2 MB page cache re-reads index pages from the OS on every batch.
+            let write = pool(opts.clone().pragma("cache_size", "-32768"), 1)
                 .await
                 .map_err(StoreError::Connect)?;
-            Backend::Sqlite(pool)
+            // The file and its schema exist before readers open it.
+            migrator(SQLITE_INIT)
+                .run(&write)
+                .await
+                .map_err(StoreError::Migrate)?;
+            let read = if in_memory {
+                // Each in-memory connection would be a separate database.
+                write.clone()
+            } else {
+                pool(
+                    opts.pragma("cache_size", "-8192")
+                        .pragma("query_only", "ON"),
+                    4,
+                )
+                .await
+                .map_err(StoreError::Connect)?
+            };
+            Backend::Sqlite(SqlitePools { write, read })
         };
         let store = Store { backend };
-        store.migrate().await?;
         if let Backend::Sqlite(p) = &store.backend {
             // Refresh planner statistics where they are stale (cheap; recommended at open).
             sqlx::query("PRAGMA optimize=0x10002")
-                .execute(p)
+                .execute(&p.write)
                 .await
                 .map_err(StoreError::Query)?;
         }
@@ -127,7 +168,7 @@ impl Store {
     /// Applies pending schema migrations; a no-op when up to date.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => migrator(SQLITE_INIT).run(p).await,
+            Backend::Sqlite(p) => migrator(SQLITE_INIT).run(&p.write).await,
             Backend::Postgres(p) => migrator(POSTGRES_INIT).run(p).await,
         }
         .map_err(StoreError::Migrate)
@@ -144,7 +185,10 @@ impl Store {
     /// Closes all connections; later calls fail.
     pub async fn close(&self) {
         match &self.backend {
-            Backend::Sqlite(p) => p.close().await,
+            Backend::Sqlite(p) => {
+                p.read.close().await;
+                p.write.close().await;
+            }
             Backend::Postgres(p) => p.close().await,
         }
     }
@@ -155,12 +199,12 @@ impl Store {
     /// upserts are written with multi-row statements; within such a run the last write to a
     /// URI wins.
     pub async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
-        dispatch!(self.apply(batch))
+        dispatch!(write self.apply(batch))
     }
 
     /// Adds DIDs to the backfill queue as pending (already known DIDs are left alone).
     pub async fn enqueue_backfill(&self, dids: &[String]) -> Result<(), StoreError> {
-        dispatch!(self.enqueue_backfill(dids))
+        dispatch!(write self.enqueue_backfill(dids))
     }
 
     /// Up to `limit` DIDs whose backfill is pending, in DID order.
@@ -303,14 +347,14 @@ impl Store {
         dispatch!(self.stats())
     }
 
-    /// Visible services by URI, as [`Store::service`] reads them, one answer per URI given:
-    /// same order, repeats answered again, `None` for a URI not indexed or hidden. Five
-    /// queries per 500 distinct URIs.
-    pub async fn services_by_uris(
+    /// The records of visible services by URI (what [`Store::service`] reads, less the index
+    /// rows derived from the record), one answer per URI given: same order, repeats answered
+    /// again, `None` for a URI not indexed or hidden. One query per 500 distinct URIs.
+    pub async fn service_records(
         &self,
         uris: &[&str],
-    ) -> Result<Vec<Option<ServiceRow>>, StoreError> {
-        dispatch!(self.services_by_uris(uris))
+    ) -> Result<Vec<Option<ServiceRecordRow>>, StoreError> {
+        dispatch!(self.service_records(uris))
     }
 
     /// Active operators by DID, as [`Store::operator`] reads them, one answer per DID given

@@ -1358,26 +1358,24 @@ macro_rules! backend_ops {
                 .collect()
         }
 
-        pub(crate) async fn services_by_uris(pool: &Pool, uris: &[&str]) -> Result<Vec<Option<ServiceRow>>, StoreError> {
+        pub(crate) async fn service_records(pool: &Pool, uris: &[&str]) -> Result<Vec<Option<ServiceRecordRow>>, StoreError> {
             let keys = distinct_keys(uris);
-            let mut found: HashMap<String, ServiceRow> = HashMap::with_capacity(keys.len());
+            let mut found: HashMap<String, ServiceRecordRow> = HashMap::with_capacity(keys.len());
             for chunk in keys.chunks(rows_per_statement(1)) {
                 let (list, args) = in_list(chunk);
                 let rows = fetch_dyn(
                     pool,
                     format!(
-                        "SELECT {SERVICE_COLS} FROM services s WHERE s.uri IN {list} AND {}",
+                        "SELECT s.uri, s.did, s.cid, s.record_json FROM services s WHERE s.uri IN {list} AND {}",
                         crate::ops::SVC_VISIBLE
                     ),
                     &args,
                 )
                 .await?;
-                let mut out: Vec<ServiceRow> = rows.iter().map(service_from_row).collect::<Result<_, StoreError>>()?;
-                if out.is_empty() {
-                    continue;
+                for r in &rows {
+                    let row = ServiceRecordRow { uri: text(r, 0)?, did: text(r, 1)?, cid: text(r, 2)?, record_json: text(r, 3)? };
+                    found.insert(row.uri.clone(), row);
                 }
-                attach_service_children(pool, &mut out, &list, &args).await?;
-                found.extend(out.into_iter().map(|s| (s.uri.clone(), s)));
             }
             Ok(aligned(uris, &found))
         }

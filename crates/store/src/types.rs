@@ -165,6 +165,31 @@ pub struct ServiceRow {
     pub tags: Vec<String>,
 }
 
+/// A visible service's current version as the API shows it: the record itself, without
+/// the index rows derived from it (one row to read instead of five tables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecordRow {
+    /// Record URI.
+    pub uri: String,
+    /// Operator DID.
+    pub did: String,
+    /// Current record CID.
+    pub cid: String,
+    /// The record as JSON text, served by the API as-is.
+    pub record_json: String,
+}
+
+impl From<ServiceRow> for ServiceRecordRow {
+    fn from(r: ServiceRow) -> Self {
+        Self {
+            uri: r.uri,
+            did: r.did,
+            cid: r.cid,
+            record_json: r.record_json,
+        }
+    }
+}
+
 /// An indexed endorsement.
 ///
 /// On write, `uri`, `author`, `rkey` and `cid` are taken from the accompanying [`RecordRow`].
