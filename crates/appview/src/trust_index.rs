@@ -55,6 +55,9 @@ pub struct TrustIndexOptions {
     /// Shortest time between two rebuilds from the store caused by repo resets or a lost
     /// broadcast; bursts of them are coalesced into one rebuild.
     pub rebuild_debounce: Duration,
+    /// Endorsements read per query while building from the store: the build holds about
+    /// two pages besides the graph, however many endorsements there are.
+    pub load_page: u32,
 }
 
 impl Default for TrustIndexOptions {
@@ -62,6 +65,7 @@ impl Default for TrustIndexOptions {
         Self {
             build: BuildOptions::default(),
             rebuild_debounce: Duration::from_millis(500),
+            load_page: 5_000,
         }
     }
 }
@@ -124,39 +128,52 @@ enum Op {
     RemoveOperator(String),
 }
 
-/// Builds a graph from the store's current state (blocking work off the runtime).
+/// Builds a graph from the store's current state: endorsements stream in pages from an
+/// async reader into the builder running off the runtime, so memory holds the graph and
+/// about two pages, never every row at once.
 async fn build_from_store(
     store: &Store,
-    opts: &BuildOptions,
+    opts: &TrustIndexOptions,
 ) -> Result<TrustGraph, TrustIndexError> {
-    let rows = store.all_endorsements().await?;
     let cids = store.service_cids().await?;
-    let opts = opts.clone();
-    tokio::task::spawn_blocking(move || {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EndorsementRow>>(1);
+    let build = opts.build.clone();
+    let builder = tokio::task::spawn_blocking(move || {
         let mut skipped = 0usize;
-        let list: Vec<Endorsement> = rows
-            .iter()
+        let list = std::iter::from_fn(|| rx.blocking_recv())
+            .flatten()
             .filter_map(|r| {
-                let e = to_endorsement(r);
+                let e = to_endorsement(&r);
                 skipped += usize::from(e.is_none());
                 e
-            })
-            .collect();
-        drop(rows);
+            });
+        let mut g = TrustGraph::build(list, &build)?;
         if skipped > 0 {
             tracing::warn!(
                 skipped,
                 "endorsements with unreadable dates or strength left out of the trust graph"
             );
         }
-        let mut g = TrustGraph::build(list, &opts)?;
         for (uri, cid) in &cids {
             g.set_service_cid(uri, cid)?;
         }
-        Ok(g)
-    })
-    .await
-    .map_err(|e| TrustIndexError::Task(e.to_string()))?
+        Ok::<_, TrustIndexError>(g)
+    });
+    let mut after = None;
+    loop {
+        // On a read error the sender drops here, the builder finishes early, and its graph
+        // (incomplete) is never used.
+        let page = store.endorsements_after(after, opts.load_page).await?;
+        after = page.cursor;
+        if tx.send(page.items).await.is_err() || after.is_none() {
+            // The builder stopped early (an invalid endorsement) or every page is sent.
+            break;
+        }
+    }
+    drop(tx);
+    builder
+        .await
+        .map_err(|e| TrustIndexError::Task(e.to_string()))?
 }
 
 impl TrustIndex {
@@ -174,7 +191,7 @@ impl TrustIndex {
         // Read before the build: a write that lands during it moves the token again, so a
         // refresh can only rebuild once too often, never miss it.
         let token = store.change_token().await?;
-        let g = build_from_store(store, &opts.build).await?;
+        let g = build_from_store(store, &opts).await?;
         let s = g.stats();
         tracing::info!(
             nodes = s.nodes,
@@ -307,7 +324,7 @@ impl TrustIndex {
 
     /// Rebuilds from the store, whose change token was `token` just before.
     async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
-        let g = build_from_store(store, &self.opts.build).await?;
+        let g = build_from_store(store, &self.opts).await?;
         self.swap(g, true);
         self.set_token(Some(token));
         tracing::info!(

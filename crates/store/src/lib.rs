@@ -27,6 +27,9 @@ pub use error::StoreError;
 pub use ops::{DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_WORDS, query_words};
 pub use types::*;
 
+/// Largest page of [`Store::endorsements_after`].
+pub const MAX_BULK_PAGE: u32 = 10_000;
+
 /// Default cap of [`Store::search_candidates`] callers are expected to use.
 pub const DEFAULT_CANDIDATE_CAP: usize = 5_000;
 
@@ -320,6 +323,17 @@ impl Store {
     /// Every visible endorsement (active author and subject), oldest first: the trust graph.
     pub async fn all_endorsements(&self) -> Result<Vec<EndorsementRow>, StoreError> {
         dispatch!(self.all_endorsements())
+    }
+
+    /// Visible endorsements oldest first, `limit` (1..=[`MAX_BULK_PAGE`]) at a time after the
+    /// page that returned `after` as its cursor: [`Store::all_endorsements`] in pages, so a
+    /// reader of millions holds one page at a time. Two queries per page.
+    pub async fn endorsements_after(
+        &self,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<EndorsementPage, StoreError> {
+        dispatch!(self.endorsements_after(after, limit))
     }
 
     /// Capabilities of visible services with how many services offer each, most common first.

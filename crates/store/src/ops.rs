@@ -1245,6 +1245,45 @@ macro_rules! backend_ops {
             Ok(items)
         }
 
+        pub(crate) async fn endorsements_after(pool: &Pool, after: Option<i64>, limit: u32) -> Result<EndorsementPage, StoreError> {
+            let limit = limit.clamp(1, crate::MAX_BULK_PAGE);
+            let after = after.unwrap_or(i64::MIN);
+            let rows = sqlx::query(concat!(
+                "SELECT ", endo_cols!(), " FROM endorsements e WHERE e.id > $1 AND ", endo_visible!(),
+                " ORDER BY e.id LIMIT $2"
+            ))
+            .bind(after)
+            .bind(i64::from(limit) + 1)
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            let mut pairs = rows.iter().map(endorsement_from_row).collect::<Result<Vec<_>, _>>()?;
+            let more = pairs.len() > limit as usize;
+            pairs.truncate(limit as usize);
+            let Some(&(last, _)) = pairs.last() else {
+                return Ok(EndorsementPage { items: Vec::new(), cursor: None });
+            };
+            let mut items: Vec<EndorsementRow> = pairs.into_iter().map(|(_, e)| e).collect();
+            let pos: HashMap<String, usize> = items.iter().enumerate().map(|(i, e)| (e.uri.clone(), i)).collect();
+            // The scope rows of the page's id range in one query (hidden ones are skipped below).
+            let caps = sqlx::query_as::<_, (String, String)>(
+                "SELECT c.uri, c.capability FROM endorsement_capabilities c \
+                 JOIN endorsements e ON e.uri = c.uri WHERE e.id > $1 AND e.id <= $2 \
+                 ORDER BY c.uri, c.capability",
+            )
+            .bind(after)
+            .bind(last)
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            for (uri, cap) in caps {
+                if let Some(&i) = pos.get(&uri) {
+                    items[i].capabilities.push(cap);
+                }
+            }
+            Ok(EndorsementPage { items, cursor: more.then_some(last) })
+        }
+
         pub(crate) async fn capabilities(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
             sqlx::query_as::<_, (String, i64)>(concat!(
                 "SELECT c.capability, COUNT(*) AS n FROM service_capabilities c JOIN services s ON s.uri = c.uri \

@@ -557,6 +557,7 @@ async fn takedown_hides(ctx: Ctx) {
                 ..BuildOptions::default()
             },
             rebuild_debounce: Duration::from_millis(20),
+            ..TrustIndexOptions::default()
         },
     )
     .await;
@@ -951,4 +952,48 @@ both!(
     pagination_is_stable,
     sybil_cap,
     limits_cors_and_did_web,
+    loads_in_pages,
 );
+
+/// The graph streams in from the store a page at a time; the page size changes nothing, and
+/// a hidden author's endorsement stays out on every page.
+async fn loads_in_pages(ctx: Ctx) {
+    let mut c = world();
+    c.extend(operator("e3"));
+    c.push(upsert_endorsement(&endorsement(
+        &did("e3"),
+        "3kaaaaaaaaa2f",
+        &did("p4"),
+        90,
+        &[],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &did("viewer"),
+        "3kaaaaaaaaa2g",
+        &did("e3"),
+        90,
+        &[],
+    )));
+    c.push(Change::Account {
+        did: did("e3"),
+        status: OperatorStatus::Takendown,
+    });
+    apply(&ctx.store, c).await;
+    let mut answers = Vec::new();
+    for load_page in [1, 2, 5_000] {
+        let opts = TrustIndexOptions {
+            load_page,
+            ..TrustIndexOptions::default()
+        };
+        let (app, trust) = app_with(&ctx.store, config(), opts).await;
+        assert_eq!(trust.stats().base_edges, 5, "page size {load_page}");
+        let (st, v) = get(&app, &search(&did("viewer"), "")).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        answers.push(v);
+    }
+    assert_eq!(
+        operators_of(&answers[0]),
+        [did("p1"), did("p2"), did("p3"), did("p4")]
+    );
+    assert!(answers.iter().all(|v| v == &answers[0]), "{answers:?}");
+}

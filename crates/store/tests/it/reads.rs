@@ -12,6 +12,7 @@ both!(
     batched_reads_hide_inactive_operators,
     batched_reads_span_chunks,
     change_token_moves_with_the_trust_inputs,
+    endorsements_stream_in_pages,
 );
 
 /// Each batched answer must equal the single-item read of the same key.
@@ -347,4 +348,54 @@ async fn change_token_moves_with_the_trust_inputs(ctx: Ctx) {
         before,
         "cursor only"
     );
+}
+
+/// `endorsements_after` is `all_endorsements` in pages: same rows, same order, scopes
+/// attached, hidden authors and subjects left out, whatever the page size.
+async fn endorsements_stream_in_pages(ctx: Ctx) {
+    let store = &ctx.store;
+    let (a, b, hidden) = (did("a"), did("b"), did("hidden"));
+    let mut changes = Vec::new();
+    for i in 0..7 {
+        let (from, to) = match i {
+            2 => (&hidden, &b),
+            5 => (&a, &hidden),
+            _ if i % 2 == 0 => (&a, &b),
+            _ => (&b, &a),
+        };
+        let mut e = endorsement(from, &format!("3kaaaaaaaaa{i}a"), to);
+        e.capabilities = match i {
+            1 | 4 => vec!["sms.send".to_owned()],
+            3 | 5 | 6 => vec!["email.send".to_owned(), "sms".to_owned()],
+            _ => vec![],
+        };
+        changes.push(upsert_endorsement(&e));
+    }
+    store.apply(&batch(changes)).await.expect("apply");
+    store
+        .apply(&account(&hidden, OperatorStatus::Takendown))
+        .await
+        .expect("hide");
+    let all = store.all_endorsements().await.expect("all");
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().any(|e| e.capabilities.len() == 2));
+    for limit in [0, 1, 2, 3, 100] {
+        let (mut got, mut after, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = store.endorsements_after(after, limit).await.expect("page");
+            pages += 1;
+            got.extend(page.items);
+            match page.cursor {
+                Some(c) => after = Some(c),
+                None => break,
+            }
+            assert!(pages <= all.len(), "page size {limit} makes progress");
+        }
+        assert_eq!(got, all, "page size {limit}");
+    }
+    let empty = store
+        .endorsements_after(Some(i64::MAX), 10)
+        .await
+        .expect("past the end");
+    assert!(empty.items.is_empty() && empty.cursor.is_none());
 }
