@@ -45,6 +45,10 @@ pub struct IndexerConfig {
     pub batch_delay: Duration,
     /// Socket behaviour.
     pub subscribe: SubscribeConfig,
+    /// Recheck every tracked repo against its host before the first frame. [`run`] sets it
+    /// when a source has no stored cursor: after a `backfill`, the events between its
+    /// `getRepo`s and the live stream were never seen.
+    pub recheck_at_start: bool,
 }
 
 impl Default for IndexerConfig {
@@ -56,6 +60,7 @@ impl Default for IndexerConfig {
             batch_max: 2000,
             batch_delay: Duration::from_millis(20),
             subscribe: SubscribeConfig::default(),
+            recheck_at_start: false,
         }
     }
 }
@@ -89,8 +94,8 @@ struct Job {
 enum Work {
     /// A frame to decode and apply.
     Frame(Vec<u8>),
-    /// The stream skipped events (`OutdatedCursor`): compare the repo's head with its host
-    /// and resync it if it moved meanwhile.
+    /// Events may have been missed (`OutdatedCursor`, or a start with no cursor): compare the
+    /// repo's head with its host and resync it if it moved meanwhile.
     Recheck(Did),
 }
 
@@ -119,10 +124,12 @@ pub async fn run(
     config: IndexerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    let mut config = config;
     let (raw_tx, raw_rx) = mpsc::channel::<RawFrame>(config.queue);
     let mut sockets = Vec::new();
     for (i, url) in config.sources.iter().enumerate() {
         let cursor = ctx.store.cursor(url.as_str()).await?;
+        config.recheck_at_start |= cursor.is_none();
         sockets.push(tokio::spawn(firehose::subscribe(
             i,
             url.clone(),
@@ -172,6 +179,17 @@ pub async fn run_frames(
 
     let mut ticket: u64 = 0;
     let mut gap = false;
+    let rechecks = Rechecks {
+        ctx: &ctx,
+        tracked: &tracked,
+        window: &window,
+        shards: &shard_txs,
+    };
+    if config.recheck_at_start {
+        rechecks
+            .enqueue(&mut ticket, 0, "no stored cursor for a source")
+            .await;
+    }
     while let Some(raw) = raw_rx.recv().await {
         let raw_source = raw.source;
         let Ok(permit) = window.clone().acquire_owned().await else {
@@ -241,36 +259,16 @@ pub async fn run_frames(
         if !sent {
             break;
         }
-        if std::mem::take(&mut gap) {
-            // Events between our cursor and the oldest the server keeps are gone: any tracked
-            // repo may have changed unseen. Each one is rechecked by its shard, in order with
-            // its later events.
-            let dids: Vec<String> = tracked
-                .read()
-                .map(|t| t.iter().cloned().collect())
-                .unwrap_or_default();
-            tracing::warn!(
-                repos = dids.len(),
-                "events were missed (OutdatedCursor); rechecking tracked repos"
-            );
-            for did in dids.into_iter().filter_map(|d| Did::parse(&d).ok()) {
-                let Ok(permit) = window.clone().acquire_owned().await else {
-                    break;
-                };
-                ticket += 1;
-                ctx.metrics.queued.fetch_add(1, Ordering::Relaxed);
-                let i = shard_of(did.as_str(), shard_txs.len());
-                let job = Job {
-                    ticket,
-                    source: raw_source,
-                    seq: None,
-                    work: Work::Recheck(did),
-                    permit,
-                };
-                if shard_txs[i].send(job).await.is_err() {
-                    break;
-                }
-            }
+        if std::mem::take(&mut gap)
+            && !rechecks
+                .enqueue(
+                    &mut ticket,
+                    raw_source,
+                    "events were missed (OutdatedCursor)",
+                )
+                .await
+        {
+            break;
         }
     }
     drop(shard_txs);
@@ -288,6 +286,53 @@ pub async fn run_frames(
     match failed {
         Some(e) => Err(e),
         None => written,
+    }
+}
+
+/// Queues a recheck of every tracked repo, each in its shard in order with the repo's later
+/// events: used when events may have been missed and any tracked repo may have changed
+/// unseen.
+struct Rechecks<'a> {
+    ctx: &'a Context,
+    tracked: &'a RwLock<HashSet<String>>,
+    window: &'a Arc<Semaphore>,
+    shards: &'a [mpsc::Sender<Job>],
+}
+
+impl Rechecks<'_> {
+    /// Returns false when the pipeline is shutting down.
+    async fn enqueue(&self, ticket: &mut u64, source: usize, why: &str) -> bool {
+        let dids: Vec<String> = self
+            .tracked
+            .read()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        if dids.is_empty() {
+            return true;
+        }
+        tracing::warn!(repos = dids.len(), reason = why, "rechecking tracked repos");
+        for did in dids.into_iter().filter_map(|d| Did::parse(&d).ok()) {
+            let Ok(permit) = self.window.clone().acquire_owned().await else {
+                return false;
+            };
+            *ticket += 1;
+            self.ctx.metrics.queued.fetch_add(1, Ordering::Relaxed);
+            let job = Job {
+                ticket: *ticket,
+                source,
+                seq: None,
+                work: Work::Recheck(did.clone()),
+                permit,
+            };
+            if self.shards[shard_of(did.as_str(), self.shards.len())]
+                .send(job)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -762,6 +807,7 @@ impl Shard {
 
     /// After a gap in the stream: resync the repo if its host's head is not the one we hold.
     async fn recheck(&mut self, did: &Did) -> Vec<Change> {
+        self.ctx.metrics.rechecks.fetch_add(1, Ordering::Relaxed);
         let held = self.held(did).await;
         if !held.active {
             return Vec::new();

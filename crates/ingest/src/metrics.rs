@@ -31,6 +31,8 @@ pub struct Metrics {
     pub resyncs: AtomicU64,
     /// Resyncs that failed.
     pub resync_failures: AtomicU64,
+    /// Tracked repos compared with their host's head because events may have been missed.
+    pub rechecks: AtomicU64,
     /// Firehose (re)connections.
     pub connects: AtomicU64,
     /// Error frames and `#info` messages from servers, by name.
@@ -146,6 +148,11 @@ impl Metrics {
             "guildhall_resync_failures_total",
             "Resyncs that failed.",
             g(&self.resync_failures),
+        );
+        counter(
+            "guildhall_rechecks_total",
+            "Tracked repos compared with their host's head after events may have been missed.",
+            g(&self.rechecks),
         );
         counter(
             "guildhall_firehose_connects_total",

@@ -227,6 +227,7 @@ async fn forged_firehose(store: Store) {
             backoff_max: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(20),
         },
+        recheck_at_start: false,
     };
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(indexer::run(ctx.clone(), config, shutdown));

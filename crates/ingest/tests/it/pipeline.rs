@@ -322,6 +322,7 @@ async fn a_gap_in_the_stream_rechecks_tracked_repos(store: Store) {
         "bob did not move: {calls:?}"
     );
     let text = ctx.metrics.render();
+    assert_eq!(counter(&text, "guildhall_rechecks_total"), 3, "{text}");
     assert_eq!(counter(&text, "guildhall_resyncs_total"), 2, "{text}");
     assert_eq!(ctx.metrics.verify_failures(), Default::default());
 }
