@@ -33,8 +33,33 @@ pub const MAX_BULK_PAGE: u32 = 10_000;
 /// Default cap of [`Store::search_candidates`] callers are expected to use.
 pub const DEFAULT_CANDIDATE_CAP: usize = 5_000;
 
-const SQLITE_INIT: &str = include_str!("../../../migrations/sqlite/0001_init.sql");
-const POSTGRES_INIT: &str = include_str!("../../../migrations/postgres/0001_init.sql");
+/// Schema migrations in order: version, name, SQL.
+type Migrations = [(i64, &'static str, &'static str); 2];
+
+const SQLITE_MIGRATIONS: Migrations = [
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "graph_version",
+        include_str!("../../../migrations/sqlite/0002_graph_version.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: Migrations = [
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "graph_version",
+        include_str!("../../../migrations/postgres/0002_graph_version.sql"),
+    ),
+];
 
 /// Handle to the index database. Cheap to clone (pools are shared).
 #[derive(Clone, Debug)]
@@ -77,14 +102,21 @@ macro_rules! dispatch {
     };
 }
 
-fn migrator(sql: &'static str) -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+fn migrator(migrations: &Migrations) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|&(version, name, sql)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 impl Store {
@@ -104,7 +136,7 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(StoreError::Connect)?;
-            migrator(POSTGRES_INIT)
+            migrator(&POSTGRES_MIGRATIONS)
                 .run(&pool)
                 .await
                 .map_err(StoreError::Migrate)?;
@@ -139,7 +171,7 @@ impl Store {
                 .await
                 .map_err(StoreError::Connect)?;
             // The file and its schema exist before readers open it.
-            migrator(SQLITE_INIT)
+            migrator(&SQLITE_MIGRATIONS)
                 .run(&write)
                 .await
                 .map_err(StoreError::Migrate)?;
@@ -171,8 +203,8 @@ impl Store {
     /// Applies pending schema migrations; a no-op when up to date.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => migrator(SQLITE_INIT).run(&p.write).await,
-            Backend::Postgres(p) => migrator(POSTGRES_INIT).run(p).await,
+            Backend::Sqlite(p) => migrator(&SQLITE_MIGRATIONS).run(&p.write).await,
+            Backend::Postgres(p) => migrator(&POSTGRES_MIGRATIONS).run(p).await,
         }
         .map_err(StoreError::Migrate)
     }
@@ -381,15 +413,12 @@ impl Store {
         dispatch!(self.operators_by_dids(dids))
     }
 
-    /// A token that changes whenever the trust graph's inputs change: an endorsement or a
-    /// service written or deleted, or an operator's account status changed. For a process
-    /// that does not see the writes (an AppView apart from ingestion) to decide cheaply
-    /// whether to rebuild. Every write stamps its row with the writer's clock, so a write
-    /// raises a maximum and a deletion without a write lowers a count; what it cannot see is
-    /// a rewrite within the same millisecond as the newest row, or one after the writer's
-    /// clock stepped back. One statement; no index covers `indexed_at`, so it is a pass over
-    /// the endorsement and service tables (O(rows), but far cheaper than the rebuild it
-    /// avoids, which reads every endorsement with its scope).
+    /// A token that changes whenever the trust graph's inputs may have changed: an
+    /// endorsement or a service written or deleted, a repo's records cleared, or an
+    /// operator's account status changed. For a process that does not see the writes (an
+    /// AppView apart from ingestion) to decide cheaply whether to rebuild. It is a counter
+    /// that [`Store::apply`] raises in the batch's own transaction, so no change goes unseen
+    /// and reading it is one row, however large the index.
     pub async fn change_token(&self) -> Result<ChangeToken, StoreError> {
         dispatch!(self.change_token())
     }

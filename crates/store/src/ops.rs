@@ -13,6 +13,10 @@ pub const MAX_PAGE: u32 = 1000;
 /// Page size when the caller passes 0.
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// Collections whose rows the trust graph is built from.
+pub(crate) const GRAPH_COLLECTIONS: [&str; 2] =
+    ["dev.guildhall.endorsement", "dev.guildhall.service"];
+
 /// Bind parameters stay under SQLite's 32766 and PostgreSQL's 65535 limits.
 const MAX_PARAMS: usize = 30_000;
 /// Rows per multi-row statement; full chunks reuse one prepared statement.
@@ -251,8 +255,8 @@ macro_rules! backend_ops {
 
         use crate::error::{StoreError, q};
         use crate::ops::{
-            Arg, CANDIDATE_COLS, HIT_COLS, build_search, clean, key_list, now_ms, page_size, placeholders,
-            rows_per_statement, search_text,
+            Arg, CANDIDATE_COLS, GRAPH_COLLECTIONS, HIT_COLS, build_search, clean, key_list, now_ms, page_size,
+            placeholders, rows_per_statement, search_text,
         };
         use crate::group::{Group, Step, steps};
         use crate::types::*;
@@ -352,6 +356,12 @@ macro_rules! backend_ops {
                 pool.begin_with("BEGIN IMMEDIATE").await.map_err(q)?
             };
             let now = now_ms();
+            if touches_graph(&mut tx, &batch.changes).await? {
+                sqlx::query("UPDATE graph_version SET version = version + 1 WHERE id = 1")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q)?;
+            }
             for step in steps(&batch.changes) {
                 match step {
                     Step::Group(g) => write_group(&mut tx, &g, now).await?,
@@ -378,6 +388,38 @@ macro_rules! backend_ops {
             )
             .await?;
             tx.commit().await.map_err(q)
+        }
+
+        /// Whether `changes` may change what the trust graph is built from: endorsement and
+        /// service rows, and which operators are active. Decided in the batch's transaction
+        /// before it writes, so "active" is told apart from a reactivation by the stored status.
+        async fn touches_graph(c: &mut Conn, changes: &[Change]) -> Result<bool, StoreError> {
+            for change in changes {
+                let touches = match change {
+                    Change::UpsertRecord(r, _) => GRAPH_COLLECTIONS.contains(&r.collection.as_str()),
+                    Change::DeleteRecord { uri } => uri
+                        .strip_prefix("at://")
+                        .and_then(|rest| rest.split('/').nth(1))
+                        .is_some_and(|collection| GRAPH_COLLECTIONS.contains(&collection)),
+                    Change::DeleteRepoRecords { .. } => true,
+                    Change::Account { status, .. } if *status != OperatorStatus::Active => true,
+                    Change::Account { did, .. } => {
+                        sqlx::query_scalar::<_, String>("SELECT status FROM operators WHERE did = $1")
+                            .bind(clean(did))
+                            .fetch_optional(&mut *c)
+                            .await
+                            .map_err(q)?
+                            .is_some_and(|s| s != "active")
+                    }
+                    Change::SetRepo(_) | Change::Identity { .. } | Change::Reject(_) | Change::BackfillDone { .. } => {
+                        false
+                    }
+                };
+                if touches {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         }
 
         /// Writes one reduced group: a constant number of statements per table, whatever its size.
@@ -1447,27 +1489,11 @@ macro_rules! backend_ops {
         }
 
         pub(crate) async fn change_token(pool: &Pool) -> Result<ChangeToken, StoreError> {
-            // One statement: one snapshot on both backends. Each table is read once (count and
-            // maximum in the same pass); the operator half uses the partial `operators_inactive`
-            // index.
-            let row = sqlx::query(
-                "SELECT e.n, e.m, s.n, s.m, o.n, o.m FROM \
-                 (SELECT COUNT(*) AS n, COALESCE(MAX(indexed_at), 0) AS m FROM endorsements) e, \
-                 (SELECT COUNT(*) AS n, COALESCE(MAX(indexed_at), 0) AS m FROM services) s, \
-                 (SELECT COUNT(*) AS n, COALESCE(MAX(updated_at), 0) AS m FROM operators \
-                  WHERE status <> 'active') o",
-            )
-            .fetch_one(pool)
-            .await
-            .map_err(q)?;
-            Ok(ChangeToken {
-                endorsements: int(&row, 0)?,
-                endorsements_indexed_at: int(&row, 1)?,
-                services: int(&row, 2)?,
-                services_indexed_at: int(&row, 3)?,
-                inactive_operators: int(&row, 4)?,
-                inactive_updated_at: int(&row, 5)?,
-            })
+            let version = sqlx::query_scalar::<_, i64>("SELECT version FROM graph_version WHERE id = 1")
+                .fetch_one(pool)
+                .await
+                .map_err(q)?;
+            Ok(ChangeToken(version))
         }
     };
 }

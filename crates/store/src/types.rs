@@ -483,21 +483,8 @@ pub struct Stats {
     pub backfill_pending: i64,
 }
 
-/// A summary of what the trust graph is built from (endorsements, services, operators'
-/// account status), read in one statement; equal tokens mean nothing the graph depends on
-/// changed in between (see [`crate::Store::change_token`]).
+/// The version of what the trust graph is built from (endorsements, services, operators'
+/// account status); equal tokens mean nothing the graph depends on changed in between (see
+/// [`crate::Store::change_token`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ChangeToken {
-    /// Endorsement rows, visible or not.
-    pub endorsements: i64,
-    /// Latest `indexed_at` of an endorsement row (Unix ms).
-    pub endorsements_indexed_at: i64,
-    /// Service rows, visible or not.
-    pub services: i64,
-    /// Latest `indexed_at` of a service row (Unix ms).
-    pub services_indexed_at: i64,
-    /// Operators whose status is not active.
-    pub inactive_operators: i64,
-    /// Latest `updated_at` of an operator whose status is not active (Unix ms).
-    pub inactive_updated_at: i64,
-}
+pub struct ChangeToken(pub i64);

@@ -3,12 +3,16 @@
 use std::collections::BTreeSet;
 
 use guildhall_store::*;
+use sqlx::SqlSafeStr as _;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::data::*;
-use crate::harness::{Ctx, both};
+use crate::harness::{Ctx, both, fresh};
 
 both!(
     migrations_idempotent,
+    upgrade_from_version_1,
     apply_and_read_back,
     upsert_replaces,
     unindexed_upsert_removes_index_row,
@@ -39,6 +43,59 @@ async fn migrations_idempotent(ctx: Ctx) {
     let again = Store::open(&ctx.location).await.expect("reopen");
     assert_eq!(again.stats().await.expect("stats").services, 1);
     again.close().await;
+}
+
+/// A database left at schema version 1 by an earlier release opens, keeps its rows and
+/// gains the graph version, starting at zero.
+async fn upgrade_from_version_1(ctx: Ctx) {
+    let pg = ctx.store.backend_name() == "postgres";
+    let old = fresh(pg).await;
+    let init = if pg {
+        include_str!("../../../../migrations/postgres/0001_init.sql")
+    } else {
+        include_str!("../../../../migrations/sqlite/0001_init.sql")
+    };
+    let v1 = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        init.into_sql_str(),
+        false,
+    )]);
+    let insert =
+        "INSERT INTO operators (did, status, updated_at) VALUES ('did:plc:old', 'takendown', 1)";
+    if pg {
+        let pool = sqlx::PgPool::connect(&old.location).await.expect("connect");
+        v1.run(&pool).await.expect("version 1");
+        sqlx::query(insert).execute(&pool).await.expect("row");
+        pool.close().await;
+    } else {
+        let opts = SqliteConnectOptions::new()
+            .filename(&old.location)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.expect("connect");
+        v1.run(&pool).await.expect("version 1");
+        sqlx::query(insert).execute(&pool).await.expect("row");
+        pool.close().await;
+    }
+    let store = Store::open(&old.location).await.expect("open upgrades");
+    assert_eq!(
+        store.operator_status("did:plc:old").await.expect("status"),
+        Some(OperatorStatus::Takendown),
+        "rows survive"
+    );
+    assert_eq!(store.change_token().await.expect("token"), ChangeToken(0));
+    store
+        .apply(&batch(vec![upsert_endorsement(&endorsement(
+            &did("a"),
+            "3kaaa",
+            &did("b"),
+        ))]))
+        .await
+        .expect("apply");
+    assert_eq!(store.change_token().await.expect("token"), ChangeToken(1));
+    store.close().await;
+    old.cleanup().await;
 }
 
 async fn apply_and_read_back(ctx: Ctx) {
