@@ -185,10 +185,9 @@ pub async fn run_frames(
         window: &window,
         shards: &shard_txs,
     };
+    // A false return means the shards are gone; the loop below then stops at its first send.
     if config.recheck_at_start {
-        rechecks
-            .enqueue(&mut ticket, 0, "no stored cursor for a source")
-            .await;
+        rechecks.enqueue(&mut ticket, 0, Gap::NoCursor).await;
     }
     while let Some(raw) = raw_rx.recv().await {
         let raw_source = raw.source;
@@ -261,11 +260,7 @@ pub async fn run_frames(
         }
         if std::mem::take(&mut gap)
             && !rechecks
-                .enqueue(
-                    &mut ticket,
-                    raw_source,
-                    "events were missed (OutdatedCursor)",
-                )
+                .enqueue(&mut ticket, raw_source, Gap::OutdatedCursor)
                 .await
         {
             break;
@@ -289,6 +284,16 @@ pub async fn run_frames(
     }
 }
 
+/// Why events may have been missed.
+#[derive(Debug, Clone, Copy)]
+enum Gap {
+    /// The server no longer holds the events after our cursor.
+    OutdatedCursor,
+    /// A source has no stored cursor, so it starts live (e.g. the first start after a
+    /// backfill): whatever happened before is unseen.
+    NoCursor,
+}
+
 /// Queues a recheck of every tracked repo, each in its shard in order with the repo's later
 /// events: used when events may have been missed and any tracked repo may have changed
 /// unseen.
@@ -301,7 +306,7 @@ struct Rechecks<'a> {
 
 impl Rechecks<'_> {
     /// Returns false when the pipeline is shutting down.
-    async fn enqueue(&self, ticket: &mut u64, source: usize, why: &str) -> bool {
+    async fn enqueue(&self, ticket: &mut u64, source: usize, gap: Gap) -> bool {
         let dids: Vec<String> = self
             .tracked
             .read()
@@ -310,25 +315,33 @@ impl Rechecks<'_> {
         if dids.is_empty() {
             return true;
         }
-        tracing::warn!(repos = dids.len(), reason = why, "rechecking tracked repos");
+        match gap {
+            // Expected after a backfill, and on each start while a source has never sent a
+            // frame: not a fault.
+            Gap::NoCursor => tracing::info!(
+                repos = dids.len(),
+                "a source has no stored cursor; rechecking tracked repos"
+            ),
+            Gap::OutdatedCursor => tracing::warn!(
+                repos = dids.len(),
+                "events were missed (OutdatedCursor); rechecking tracked repos"
+            ),
+        }
         for did in dids.into_iter().filter_map(|d| Did::parse(&d).ok()) {
             let Ok(permit) = self.window.clone().acquire_owned().await else {
                 return false;
             };
             *ticket += 1;
             self.ctx.metrics.queued.fetch_add(1, Ordering::Relaxed);
+            let shard = &self.shards[shard_of(did.as_str(), self.shards.len())];
             let job = Job {
                 ticket: *ticket,
                 source,
                 seq: None,
-                work: Work::Recheck(did.clone()),
+                work: Work::Recheck(did),
                 permit,
             };
-            if self.shards[shard_of(did.as_str(), self.shards.len())]
-                .send(job)
-                .await
-                .is_err()
-            {
+            if shard.send(job).await.is_err() {
                 return false;
             }
         }
