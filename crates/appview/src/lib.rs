@@ -229,13 +229,18 @@ async fn health() -> Json<serde_json::Value> {
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let g = s.trust.stats();
+    let (hits, misses) = s.inner.candidates.hits_and_misses();
     let mut body = s.metrics.render();
     body.push_str(&format!(
         "# TYPE guildhall_trust_graph_nodes gauge\nguildhall_trust_graph_nodes {}\n\
          # TYPE guildhall_trust_graph_edges gauge\nguildhall_trust_graph_edges {}\n\
          # TYPE guildhall_trust_graph_overlay_edges gauge\nguildhall_trust_graph_overlay_edges {}\n\
          # TYPE guildhall_trust_graph_heap_bytes gauge\nguildhall_trust_graph_heap_bytes {}\n\
-         # TYPE guildhall_trust_graph_generation counter\nguildhall_trust_graph_generation {}\n",
+         # TYPE guildhall_trust_graph_generation counter\nguildhall_trust_graph_generation {}\n\
+         # HELP guildhall_candidate_cache_hits_total searchServices filter sets answered from the candidate cache.\n\
+         # TYPE guildhall_candidate_cache_hits_total counter\nguildhall_candidate_cache_hits_total {hits}\n\
+         # HELP guildhall_candidate_cache_misses_total searchServices filter sets read from SQL.\n\
+         # TYPE guildhall_candidate_cache_misses_total counter\nguildhall_candidate_cache_misses_total {misses}\n",
         g.nodes,
         g.base_edges - g.tombstoned,
         g.overlay_edges,

@@ -10,6 +10,7 @@
 //! applied to the new ranking (best effort, logged).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -404,6 +405,8 @@ pub struct CandidateCache {
     inner: Mutex<VecDeque<CachedSet>>,
     max_sets: usize,
     ttl: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl CandidateCache {
@@ -413,14 +416,32 @@ impl CandidateCache {
             inner: Mutex::new(VecDeque::new()),
             max_sets,
             ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    /// Lookups answered from the cache and lookups that went to SQL, since start.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     fn get(&self, key: u64, generation: u64) -> Option<Arc<Candidates>> {
         let c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        c.iter()
+        let found = c
+            .iter()
             .find(|(k, g, t, _)| *k == key && *g == generation && t.elapsed() < self.ttl)
-            .map(|(_, _, _, v)| Arc::clone(v))
+            .map(|(_, _, _, v)| Arc::clone(v));
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     fn put(&self, key: u64, generation: u64, list: Arc<Candidates>) {

@@ -694,8 +694,19 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let (app, trust) = app(&ctx.store, config()).await;
     let (tx, rx) = broadcast::channel(16);
     let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let cache = |app: axum::Router| async move {
+        (
+            counter(&app, "guildhall_candidate_cache_hits_total").await,
+            counter(&app, "guildhall_candidate_cache_misses_total").await,
+        )
+    };
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(v["services"][1]["trust"]["distance"], 2);
+    assert_eq!(
+        cache(app.clone()).await,
+        (0, 1),
+        "first sight of the filters"
+    );
 
     // Delete e1 → p2: p2 loses its path.
     let gone = uri(&did("e1"), END, "3kaaaaaaaaa2c");
@@ -708,6 +719,11 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
         [did("p1"), did("p3"), did("p2"), did("p4")]
     );
     assert_eq!(v["services"][2]["trust"]["basis"], "fallback");
+    assert_eq!(
+        cache(app.clone()).await,
+        (1, 1),
+        "an endorsement change keeps the candidate set"
+    );
 
     // A new endorsement viewer → p4 makes p4 one hop away, right behind p1.
     let e = endorsement(
@@ -738,6 +754,11 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let (_, v) = get(&app, &search(&did("viewer"), "")).await;
     assert_eq!(operators_of(&v).len(), 5, "{v}");
     assert!(operators_of(&v).contains(&did("p5")));
+    assert_eq!(
+        cache(app.clone()).await,
+        (2, 2),
+        "a service change reads the set again"
+    );
 
     // A lagged receiver rebuilds from the store and still converges.
     let (tx2, rx2) = broadcast::channel(1);

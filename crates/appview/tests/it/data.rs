@@ -191,6 +191,26 @@ pub async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
     (s, v)
 }
 
+/// The value of counter `name` on the router's `/metrics` page (0 when absent).
+pub async fn counter(app: &Router, name: &str) -> u64 {
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("router answers");
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
