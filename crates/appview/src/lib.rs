@@ -78,10 +78,14 @@ pub struct AppConfig {
     /// How long a ranked list stays available to cursors.
     pub snapshot_ttl: Duration,
     /// How long a candidate set read from SQL may be reused while no service has changed
-    /// (zero turns the cache off). Only a backstop: every service change the trust index
-    /// sees (the ingest broadcast, or a refresh that reloads it from the store) drops the
-    /// cached sets at once.
+    /// (zero turns the cache off). Freshness does not rest on it: every service change the
+    /// trust index sees (the ingest broadcast, or a refresh that reloads it from the store)
+    /// moves the services generation and drops the cached sets at once. It lets go of
+    /// filter sets nobody asks for any more.
     pub candidate_cache_ttl: Duration,
+    /// Candidate rows (about 300 bytes each) the cache holds in all, over at most 256 sets;
+    /// the oldest sets go first, and a set larger than this is not kept.
+    pub candidate_cache_rows: usize,
 }
 
 impl Default for AppConfig {
@@ -95,7 +99,8 @@ impl Default for AppConfig {
             candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
             snapshot_entries: 200_000,
             snapshot_ttl: Duration::from_secs(600),
-            candidate_cache_ttl: Duration::from_secs(30),
+            candidate_cache_ttl: Duration::from_secs(300),
+            candidate_cache_rows: 250_000,
         }
     }
 }
@@ -134,7 +139,11 @@ impl AppState {
         let inner = Inner {
             limiter: ratelimit::RateLimiter::new(config.rate_limit_per_minute),
             snapshots: search::SnapshotCache::new(config.snapshot_entries, config.snapshot_ttl),
-            candidates: search::CandidateCache::new(256, config.candidate_cache_ttl),
+            candidates: search::CandidateCache::new(
+                256,
+                config.candidate_cache_rows,
+                config.candidate_cache_ttl,
+            ),
             rank_opts: RankOptions {
                 anchors: config.anchors.clone(),
                 ..RankOptions::default()

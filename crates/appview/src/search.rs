@@ -404,17 +404,20 @@ type CachedSet = (u64, u64, Instant, Arc<Candidates>);
 pub struct CandidateCache {
     inner: Mutex<VecDeque<CachedSet>>,
     max_sets: usize,
+    max_rows: usize,
     ttl: Duration,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl CandidateCache {
-    /// At most `max_sets` sets, each for at most `ttl`; a zero TTL disables caching.
-    pub fn new(max_sets: usize, ttl: Duration) -> Self {
+    /// At most `max_sets` sets holding `max_rows` candidate rows in all, each for at most
+    /// `ttl`; a zero TTL disables caching.
+    pub fn new(max_sets: usize, max_rows: usize, ttl: Duration) -> Self {
         Self {
             inner: Mutex::new(VecDeque::new()),
             max_sets,
+            max_rows,
             ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -445,14 +448,92 @@ impl CandidateCache {
     }
 
     fn put(&self, key: u64, generation: u64, list: Arc<Candidates>) {
-        if self.ttl.is_zero() || self.max_sets == 0 {
+        let rows = list.rows().len();
+        if self.ttl.is_zero() || self.max_sets == 0 || rows > self.max_rows {
             return;
         }
         let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         c.retain(|(k, g, t, _)| *k != key && *g == generation && t.elapsed() < self.ttl);
-        while c.len() >= self.max_sets {
-            c.pop_front();
+        let mut held: usize = c.iter().map(|(_, _, _, v)| v.rows().len()).sum();
+        while c.len() >= self.max_sets || held + rows > self.max_rows {
+            match c.pop_front() {
+                Some((_, _, _, v)) => held -= v.rows().len(),
+                None => break,
+            }
         }
         c.push_back((key, generation, Instant::now(), list));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(n: usize) -> Arc<Candidates> {
+        Arc::new(Candidates::new(
+            (0..n)
+                .map(|i| ServiceCandidate {
+                    uri: format!("at://did:plc:o{i}/dev.guildhall.service/s"),
+                    did: format!("did:plc:o{i}"),
+                    cid: "bafy".into(),
+                    created_at: "2026-11-01T00:00:00Z".into(),
+                    latency_p95_ms: None,
+                    availability_bp: None,
+                    success_rate_bp: None,
+                })
+                .collect(),
+        ))
+    }
+
+    fn keys(c: &CandidateCache) -> Vec<u64> {
+        let inner = c.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.iter().map(|(k, _, _, _)| *k).collect()
+    }
+
+    #[test]
+    fn the_row_budget_evicts_the_oldest_sets() {
+        let c = CandidateCache::new(256, 10, Duration::from_secs(60));
+        c.put(1, 7, set(4));
+        c.put(2, 7, set(4));
+        assert_eq!(keys(&c), [1, 2]);
+        // 4 + 4 + 3 > 10: the oldest goes.
+        c.put(3, 7, set(3));
+        assert_eq!(keys(&c), [2, 3]);
+        // Larger than the whole budget: never kept, nothing evicted for it.
+        c.put(4, 7, set(11));
+        assert_eq!(keys(&c), [2, 3]);
+        // Exactly the budget: everything else goes.
+        c.put(5, 7, set(10));
+        assert_eq!(keys(&c), [5]);
+    }
+
+    #[test]
+    fn the_set_cap_holds_for_empty_sets() {
+        let c = CandidateCache::new(3, 1_000, Duration::from_secs(60));
+        for k in 0..5 {
+            c.put(k, 7, set(0));
+        }
+        assert_eq!(keys(&c), [2, 3, 4]);
+    }
+
+    #[test]
+    fn hits_need_the_same_generation() {
+        let c = CandidateCache::new(8, 100, Duration::from_secs(60));
+        assert!(c.get(1, 7).is_none());
+        c.put(1, 7, set(2));
+        assert!(c.get(1, 7).is_some());
+        assert!(c.get(1, 8).is_none(), "a service changed since");
+        assert!(c.get(2, 7).is_none());
+        assert_eq!(c.hits_and_misses(), (1, 3));
+        // A set filed under a newer generation drops the older ones.
+        c.put(2, 8, set(2));
+        assert_eq!(keys(&c), [2]);
+    }
+
+    #[test]
+    fn a_zero_ttl_caches_nothing() {
+        let c = CandidateCache::new(8, 100, Duration::ZERO);
+        c.put(1, 7, set(2));
+        assert!(c.get(1, 7).is_none());
     }
 }
