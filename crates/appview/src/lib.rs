@@ -17,7 +17,7 @@
 //!
 //! ```text
 //! let trust = TrustIndex::load(&store).await?;
-//! trust.spawn_updates(indexer.committed.subscribe(), store.clone());
+//! trust.spawn_updates(indexer.committed.subscribe(), store.clone(), check_every);
 //! let state = AppState::new(store, metrics, trust, AppConfig { anchors, ..AppConfig::default() });
 //! let app = guildhall_appview::router(state);
 //! // The per-IP rate limit reads the peer address from `ConnectInfo`: serve with it.

@@ -1,7 +1,9 @@
 //! The live trust graph: built from the store at start, kept current from the ingest
 //! pipeline's broadcast of committed changes, rebuilt when churn or a lost message calls
 //! for it. An AppView running apart from ingestion (no broadcast) polls the store's change
-//! token instead and rebuilds when it moved ([`TrustIndex::spawn_refresh`]).
+//! token instead and rebuilds when it moved ([`TrustIndex::spawn_refresh`]); one that
+//! follows the broadcast checks the token too, and rebuilds when it moved beyond the
+//! versions its own batches reached (another process wrote).
 //!
 //! Consistency argument: every graph update is idempotent (adding an endorsement replaces
 //! one with the same URI, removing an absent one is a no-op, setting a service CID
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use guildhall_ingest::indexer::{Committed, CommittedBatch};
 use guildhall_proto::syntax::Datetime;
 use guildhall_store::{
     Change, ChangeToken, EndorsementRow, IndexRow, OperatorStatus, Store, StoreError,
@@ -84,8 +87,9 @@ pub struct TrustIndex {
     /// only then: cached candidate sets stay valid while endorsements come and go.
     services_generation: AtomicU64,
     opts: TrustIndexOptions,
-    /// The store's change token read just before the graph was last built from it; `None`
-    /// for a graph that did not come from the store.
+    /// The graph version the graph reflects: read just before it was last built from the
+    /// store, then moved along by broadcast batches that continue it; `None` for a graph
+    /// that did not come from the store.
     token: Mutex<Option<ChangeToken>>,
 }
 
@@ -339,8 +343,7 @@ impl TrustIndex {
     /// when nothing changed.
     pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, TrustIndexError> {
         let token = store.change_token().await?;
-        let last = *self.token.lock().unwrap_or_else(PoisonError::into_inner);
-        if last == Some(token) {
+        if self.covers(token) {
             return Ok(false);
         }
         self.rebuild_at(store, token).await?;
@@ -485,61 +488,166 @@ impl TrustIndex {
 
     /// Starts the task that keeps the graph current from the ingest broadcast. It ends when
     /// the sender is dropped.
+    ///
+    /// Every `check_every` (zero: never) it also reads the store's change token: versions
+    /// this process's own batches reached are known from the broadcast, so a token beyond
+    /// them means another process wrote (e.g. a `guildhall backfill` run beside `serve`),
+    /// and the graph is rebuilt. The check runs in this task, between batches, so a rebuild
+    /// never races the batches applied around it.
     pub fn spawn_updates(
         self: &Arc<Self>,
-        mut rx: broadcast::Receiver<Arc<Vec<Change>>>,
+        mut rx: broadcast::Receiver<Committed>,
         store: Store,
+        check_every: Duration,
     ) -> JoinHandle<()> {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut pending_rebuild: Option<tokio::time::Instant> = None;
+            let mut check = (!check_every.is_zero()).then(|| {
+                let mut i = tokio::time::interval_at(
+                    tokio::time::Instant::now() + check_every,
+                    check_every,
+                );
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            });
             loop {
-                let msg = match pending_rebuild {
-                    Some(at) => tokio::select! {
-                        m = rx.recv() => Some(m),
-                        () = tokio::time::sleep_until(at) => None,
-                    },
-                    None => Some(rx.recv().await),
+                // A due rebuild goes first: a fresh timer is not ready on its first poll, so
+                // in the select below it would lose to a check tick every time.
+                if pending_rebuild.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    pending_rebuild = None;
+                    if let Err(e) = me.rebuild_from_store(&store).await {
+                        tracing::error!(error = %e, "trust graph rebuild failed; retrying");
+                        pending_rebuild =
+                            Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                    }
+                    continue;
+                }
+                let rebuild_due = async {
+                    match pending_rebuild {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
                 };
-                match msg {
-                    Some(Ok(changes)) => match me.apply_changes(&changes, &store).await {
-                        Ok(true) => {
-                            pending_rebuild.get_or_insert_with(|| {
-                                tokio::time::Instant::now() + me.opts.rebuild_debounce
-                            });
+                let check_due = async {
+                    match check.as_mut() {
+                        Some(i) => {
+                            i.tick().await;
                         }
-                        Ok(false) => {
-                            if let Err(e) = me.compact_if_needed().await {
-                                tracing::error!(error = %e, "trust graph compaction failed");
-                            }
-                        }
-                        Err(e) => {
-                            // The overlay may now differ from the store: resync from it.
-                            tracing::error!(error = %e, "applying changes to the trust graph failed");
-                            pending_rebuild.get_or_insert_with(tokio::time::Instant::now);
-                        }
-                    },
-                    Some(Err(RecvError::Lagged(n))) => {
+                        None => std::future::pending().await,
+                    }
+                };
+                let event = tokio::select! {
+                    m = rx.recv() => Event::Message(m),
+                    () = rebuild_due => Event::Rebuild,
+                    () = check_due => Event::Check,
+                };
+                match event {
+                    Event::Message(Ok(batch)) => {
+                        me.follow(&batch, &store, &mut pending_rebuild).await;
+                    }
+                    Event::Message(Err(RecvError::Lagged(n))) => {
                         tracing::warn!(
                             missed = n,
                             "trust index lagged behind ingestion; rebuilding"
                         );
                         pending_rebuild = Some(tokio::time::Instant::now());
                     }
-                    Some(Err(RecvError::Closed)) => break,
-                    None => {
-                        pending_rebuild = None;
-                        if let Err(e) = me.rebuild_from_store(&store).await {
-                            tracing::error!(error = %e, "trust graph rebuild failed; retrying");
-                            pending_rebuild =
-                                Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                    Event::Message(Err(RecvError::Closed)) => break,
+                    Event::Check => {
+                        match me
+                            .caught_up_with_store(&mut rx, &store, &mut pending_rebuild)
+                            .await
+                        {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                tracing::info!(
+                                    "the store changed beyond this process's writes; rebuilding"
+                                );
+                                pending_rebuild = Some(tokio::time::Instant::now());
+                            }
+                            Err(e) => tracing::error!(error = %e, "trust graph check failed"),
                         }
                     }
+                    // Handled at the top of the loop.
+                    Event::Rebuild => {}
                 }
             }
             tracing::info!("trust index updates stopped: the ingest broadcast closed");
         })
     }
+
+    /// Applies one broadcast batch, and moves the known version along when the batch
+    /// continues it.
+    async fn follow(
+        self: &Arc<Self>,
+        batch: &CommittedBatch,
+        store: &Store,
+        pending_rebuild: &mut Option<tokio::time::Instant>,
+    ) {
+        match self.apply_changes(&batch.changes, store).await {
+            Ok(true) => {
+                pending_rebuild.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + self.opts.rebuild_debounce
+                });
+            }
+            Ok(false) => {
+                if let Err(e) = self.compact_if_needed().await {
+                    tracing::error!(error = %e, "trust graph compaction failed");
+                }
+            }
+            Err(e) => {
+                // The overlay may now differ from the store: resync from it.
+                tracing::error!(error = %e, "applying changes to the trust graph failed");
+                pending_rebuild.get_or_insert_with(tokio::time::Instant::now);
+                return;
+            }
+        }
+        let mut known = self.token.lock().unwrap_or_else(PoisonError::into_inner);
+        if *known == Some(batch.applied.before()) {
+            *known = Some(batch.applied.token);
+        }
+    }
+
+    /// Whether the graph reflects every version up to the store's current one. Batches
+    /// this process committed a moment ago may still be queued: they are applied first,
+    /// waiting at most [`BROADCAST_GRACE`] for one still being sent.
+    async fn caught_up_with_store(
+        self: &Arc<Self>,
+        rx: &mut broadcast::Receiver<Committed>,
+        store: &Store,
+        pending_rebuild: &mut Option<tokio::time::Instant>,
+    ) -> Result<bool, TrustIndexError> {
+        let token = store.change_token().await?;
+        let deadline = tokio::time::Instant::now() + BROADCAST_GRACE;
+        while !self.covers(token) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(batch)) => self.follow(&batch, store, pending_rebuild).await,
+                // Lagged, closed or nothing more in time: not caught up.
+                Ok(Err(_)) | Err(_) => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Whether every version up to `token` is reflected in the graph.
+    fn covers(&self, token: ChangeToken) -> bool {
+        self.token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|known| known >= token)
+    }
+}
+
+/// How long a check waits for this process's own batch to arrive on the broadcast after
+/// reading a version it committed (the writer commits, then sends).
+const BROADCAST_GRACE: Duration = Duration::from_millis(250);
+
+/// What the updater task wakes up for.
+enum Event {
+    Message(Result<Committed, RecvError>),
+    Rebuild,
+    Check,
 }
 
 /// Queues the re-adding of what the store shows again of a reactivated `did`: the visible

@@ -113,9 +113,10 @@ pub struct ServeArgs {
     /// Public hostname of this AppView, for its did:web identity at /.well-known/did.json.
     #[arg(long, env = "GUILDHALL_HOSTNAME")]
     pub hostname: Option<String>,
-    /// With --no-ingest: how often to check the database for changes another process
-    /// (`guildhall ingest`) wrote, rebuilding the trust graph when there are any (e.g. 30s,
-    /// 5m, 1h; 0 turns it off). With ingestion in the same process the graph follows it live.
+    /// How often to check the database for changes another process wrote (`guildhall
+    /// ingest` beside `serve --no-ingest`, or a `guildhall backfill`), rebuilding the trust
+    /// graph when there are any (e.g. 30s, 5m, 1h; 0 turns it off). What this process
+    /// ingests reaches the graph live.
     #[arg(long, env = "GUILDHALL_TRUST_REFRESH", default_value = "30s", value_parser = parse_interval)]
     pub trust_refresh: Duration,
 }

@@ -113,12 +113,11 @@ async fn serve(args: config::ServeArgs, http: bool) -> anyhow::Result<()> {
         let trust = guildhall_appview::TrustIndex::load(&store)
             .await
             .context("building the trust graph")?;
-        // Ingestion broadcasts every committed batch; the graph follows it live. Without it,
-        // another process writes the store and only polling its change token notices.
-        trust.spawn_updates(ctx.committed.subscribe(), store.clone());
-        if args.no_ingest && !args.trust_refresh.is_zero() {
-            trust.spawn_refresh(store.clone(), args.trust_refresh);
-        }
+        // Ingestion broadcasts every committed batch; the graph follows it live. Writes of
+        // other processes (`guildhall ingest` beside `serve --no-ingest`, a `guildhall
+        // backfill`) reach no broadcast: the same task checks the store's change token for
+        // them every --trust-refresh.
+        trust.spawn_updates(ctx.committed.subscribe(), store.clone(), args.trust_refresh);
         let config = guildhall_appview::AppConfig {
             anchors: args.anchors.clone(),
             rate_limit_per_minute: args.rate_limit,

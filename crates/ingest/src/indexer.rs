@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use guildhall_proto::frame::{self, Frame};
 use guildhall_proto::syntax::{Did, Tid};
 use guildhall_proto::verify::{self, RepoState, VerifyError};
-use guildhall_store::{Batch, Change, OperatorStatus, RepoRow, RepoStatus, Store};
+use guildhall_store::{Applied, Batch, Change, OperatorStatus, RepoRow, RepoStatus, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 use url::Url;
 
@@ -66,7 +66,16 @@ impl Default for IndexerConfig {
 }
 
 /// What the writer committed, announced to listeners (the AppView's trust graph) afterwards.
-pub type Committed = Arc<Vec<Change>>;
+pub type Committed = Arc<CommittedBatch>;
+
+/// One committed batch's changes, and the graph version its transaction left.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedBatch {
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+    /// The store's answer: the graph version after the batch, and whether the batch moved it.
+    pub applied: Applied,
+}
 
 /// The parts every stage shares.
 pub struct Context {
@@ -450,7 +459,7 @@ async fn flush(
         cursors,
         changes: std::mem::take(changes),
     };
-    apply_with_retry(ctx, &batch).await?;
+    let applied = apply_with_retry(ctx, &batch).await?;
     ctx.metrics.batches.fetch_add(1, Ordering::Relaxed);
     ctx.metrics.queued.fetch_sub(frames, Ordering::Relaxed);
     for (source, seq) in &batch.cursors {
@@ -459,7 +468,9 @@ async fn flush(
     let changes = batch.changes;
     if !changes.is_empty() {
         // Nobody listening is fine: the AppView may not run in this process.
-        let _ = ctx.committed.send(Arc::new(changes));
+        let _ = ctx
+            .committed
+            .send(Arc::new(CommittedBatch { changes, applied }));
     }
     Ok(())
 }
@@ -467,11 +478,11 @@ async fn flush(
 /// Applies a batch, retrying transient failures (a dropped connection, a busy SQLite file):
 /// a batch is one transaction, so a retry cannot half-apply it. Anything else stops ingestion
 /// with the cursor where it was.
-async fn apply_with_retry(ctx: &Context, batch: &Batch) -> Result<(), IngestError> {
+async fn apply_with_retry(ctx: &Context, batch: &Batch) -> Result<Applied, IngestError> {
     let mut wait = Duration::from_millis(100);
     loop {
         match ctx.store.apply(batch).await {
-            Ok(()) => return Ok(()),
+            Ok(applied) => return Ok(applied),
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, ?wait, "store write failed; retrying");
                 tokio::time::sleep(wait).await;

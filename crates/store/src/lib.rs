@@ -232,8 +232,10 @@ impl Store {
     ///
     /// Upserts are idempotent, so replaying a batch leaves the same state. Consecutive
     /// upserts are written with multi-row statements; within such a run the last write to a
-    /// URI wins.
-    pub async fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+    /// URI wins. Returns the graph version the batch left (see [`Store::change_token`]), so a
+    /// process that applies batches and follows them in memory can tell its own writes from
+    /// another process's.
+    pub async fn apply(&self, batch: &Batch) -> Result<Applied, StoreError> {
         dispatch!(write self.apply(batch))
     }
 

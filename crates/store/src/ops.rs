@@ -348,7 +348,7 @@ macro_rules! backend_ops {
 
         // ---------------------------------------------------------------- write path
 
-        pub(crate) async fn apply(pool: &Pool, batch: &Batch) -> Result<(), StoreError> {
+        pub(crate) async fn apply(pool: &Pool, batch: &Batch) -> Result<Applied, StoreError> {
             let mut tx = if IS_PG {
                 pool.begin().await.map_err(q)?
             } else {
@@ -356,12 +356,8 @@ macro_rules! backend_ops {
                 pool.begin_with("BEGIN IMMEDIATE").await.map_err(q)?
             };
             let now = now_ms();
-            if touches_graph(&mut tx, &batch.changes).await? {
-                sqlx::query("UPDATE graph_version SET version = version + 1 WHERE id = 1")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(q)?;
-            }
+            // Decided before the writes (a reactivation is told by the status they replace).
+            let moved = touches_graph(&mut tx, &batch.changes).await?;
             for step in steps(&batch.changes) {
                 match step {
                     Step::Group(g) => write_group(&mut tx, &g, now).await?,
@@ -387,7 +383,21 @@ macro_rules! backend_ops {
                 "ON CONFLICT (source) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
             )
             .await?;
-            tx.commit().await.map_err(q)
+            // Last, so PostgreSQL holds the version row's lock only for the commit: concurrent
+            // batches (a parallel backfill) serialize on it for no longer than that.
+            let version = sqlx::query_scalar::<_, i64>(if moved {
+                "UPDATE graph_version SET version = version + 1 WHERE id = 1 RETURNING version"
+            } else {
+                "SELECT version FROM graph_version WHERE id = 1"
+            })
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q)?;
+            tx.commit().await.map_err(q)?;
+            Ok(Applied {
+                token: ChangeToken(version),
+                moved,
+            })
         }
 
         /// Whether `changes` may change what the trust graph is built from: endorsement and

@@ -486,5 +486,25 @@ pub struct Stats {
 /// The version of what the trust graph is built from (endorsements, services, operators'
 /// account status); equal tokens mean nothing the graph depends on changed in between (see
 /// [`crate::Store::change_token`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Versions only grow, so a reader that has seen every version up to `t` is current for any
+/// token `<= t`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct ChangeToken(pub i64);
+
+/// What [`crate::Store::apply`] did to the graph version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The version the batch's transaction left.
+    pub token: ChangeToken,
+    /// Whether the batch raised it (by exactly one); if not, it changed nothing the trust
+    /// graph reads.
+    pub moved: bool,
+}
+
+impl Applied {
+    /// The version just before the batch.
+    pub fn before(&self) -> ChangeToken {
+        ChangeToken(self.token.0 - i64::from(self.moved))
+    }
+}

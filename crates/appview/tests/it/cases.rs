@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use guildhall_appview::{AppConfig, TrustIndex, TrustIndexOptions};
+use guildhall_ingest::indexer::{Committed, CommittedBatch};
 use guildhall_store::{Batch, Change, OperatorStatus};
 use guildhall_trust::BuildOptions;
 use serde_json::Value;
@@ -562,7 +563,7 @@ async fn takedown_hides(ctx: Ctx) {
     )
     .await;
     let (tx, rx) = broadcast::channel(16);
-    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let _task = trust.spawn_updates(rx, ctx.store.clone(), Duration::ZERO);
     // e1 is taken down: its services (none) vanish, and so do paths through it.
     let changes = vec![
         Change::Account {
@@ -661,10 +662,11 @@ async fn takedown_hides(ctx: Ctx) {
 async fn commit_live(
     ctx: &Ctx,
     trust: &TrustIndex,
-    tx: &broadcast::Sender<Arc<Vec<Change>>>,
+    tx: &broadcast::Sender<Committed>,
     changes: Vec<Change>,
 ) -> (u64, Duration) {
-    ctx.store
+    let applied = ctx
+        .store
         .apply(&Batch {
             cursors: Vec::new(),
             changes: changes.clone(),
@@ -673,7 +675,7 @@ async fn commit_live(
         .expect("apply");
     let before = trust.generation();
     let started = std::time::Instant::now();
-    let _ = tx.send(Arc::new(changes));
+    let _ = tx.send(Arc::new(CommittedBatch { changes, applied }));
     wait_for(|| trust.generation() > before).await;
     (before, started.elapsed())
 }
@@ -693,7 +695,7 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     apply(&ctx.store, world()).await;
     let (app, trust) = app(&ctx.store, config()).await;
     let (tx, rx) = broadcast::channel(16);
-    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let _task = trust.spawn_updates(rx, ctx.store.clone(), Duration::ZERO);
     let cache = |app: axum::Router| async move {
         (
             counter(&app, "guildhall_candidate_cache_hits_total").await,
@@ -764,10 +766,10 @@ async fn live_delete_changes_ranking(ctx: Ctx) {
     let (tx2, rx2) = broadcast::channel(1);
     let (_app2, trust2) = crate::data::app(&ctx.store, config()).await;
     for _ in 0..3 {
-        let _ = tx2.send(std::sync::Arc::new(Vec::new()));
+        let _ = tx2.send(std::sync::Arc::new(CommittedBatch::default()));
     }
     let before = trust2.generation();
-    let _task2 = trust2.spawn_updates(rx2, ctx.store.clone());
+    let _task2 = trust2.spawn_updates(rx2, ctx.store.clone(), Duration::ZERO);
     wait_for(|| trust2.generation() > before).await;
     drop(tx);
     drop(tx2);
@@ -788,7 +790,7 @@ async fn pagination_is_stable(ctx: Ctx) {
     apply(&ctx.store, c).await;
     let (app, trust) = app(&ctx.store, config()).await;
     let (tx, rx) = broadcast::channel(16);
-    let _task = trust.spawn_updates(rx, ctx.store.clone());
+    let _task = trust.spawn_updates(rx, ctx.store.clone(), Duration::ZERO);
     let all = {
         let (_, v) = get(&app, &search(&did("viewer"), "&limit=100")).await;
         operators_of(&v)

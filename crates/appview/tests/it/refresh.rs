@@ -1,15 +1,22 @@
-//! An AppView apart from ingestion (`serve --no-ingest`): another process writes the store,
-//! no broadcast arrives, and the trust index follows the store's change token.
+//! Writes the ingest broadcast does not carry: an AppView apart from ingestion (`serve
+//! --no-ingest`) follows the store's change token alone; one that follows its own
+//! ingestion's broadcast also notices another process's writes (a `guildhall backfill`).
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use guildhall_ingest::indexer::{Committed, CommittedBatch};
 use guildhall_store::{Batch, Change, OperatorStatus, RejectionRow, Store};
+use tokio::sync::broadcast;
 
 use crate::data::*;
 use crate::harness::{Ctx, both};
 
-both!(refresh_follows_another_writer, periodic_refresh_task);
+both!(
+    refresh_follows_another_writer,
+    periodic_refresh_task,
+    broadcast_follower_notices_another_writer
+);
 
 /// viewer → e1 → p1; p2 unreachable. Both offer sms.send.
 fn small_world() -> Vec<Change> {
@@ -213,6 +220,88 @@ async fn periodic_refresh_task(ctx: Ctx) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(ranking(&app).await[0], (did("p2"), Some(1)));
+    task.abort();
+    writer.close().await;
+}
+
+/// Waits until `f` holds, for at most 10 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An endorsement e1 → `subject` written as this process's ingestion would: applied, then
+/// broadcast with the version it reached.
+async fn own_batch(store: &Store, tx: &broadcast::Sender<Committed>, rkey: &str, subject: &str) {
+    let changes = vec![upsert_endorsement(&endorsement(
+        &did("e1"),
+        rkey,
+        &did(subject),
+        60,
+        &["sms.send"],
+    ))];
+    let applied = store
+        .apply(&Batch {
+            cursors: Vec::new(),
+            changes: changes.clone(),
+        })
+        .await
+        .expect("apply");
+    assert!(applied.moved);
+    let _ = tx.send(std::sync::Arc::new(CommittedBatch { changes, applied }));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+}
+
+/// `serve` with ingestion: its own batches arrive on the broadcast and never cost a rebuild,
+/// however often the store is checked; a write by another process does, at the next check.
+async fn broadcast_follower_notices_another_writer(ctx: Ctx) {
+    apply(&ctx.store, small_world()).await;
+    let (app, trust) = app(&ctx.store, config()).await;
+    let writer = Store::open(&ctx.location).await.expect("second handle");
+    let (tx, rx) = broadcast::channel(64);
+    let task = trust.spawn_updates(rx, ctx.store.clone(), Duration::from_millis(20));
+    // A rebuild moves the services generation; endorsement batches applied from the
+    // broadcast do not. So while only this process writes endorsements, it must stay put.
+    let services = trust.services_generation();
+    for i in 0..30 {
+        own_batch(&ctx.store, &tx, &format!("3kaaaaaaab{i:03}"), "p1").await;
+    }
+    // Several checks after the last own batch.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        trust.services_generation(),
+        services,
+        "own batches, seen on the broadcast, never rebuild"
+    );
+
+    // Another process: viewer → p2, with no broadcast.
+    let direct = endorsement(
+        &did("viewer"),
+        "3kaaaaaaaaa2c",
+        &did("p2"),
+        90,
+        &["sms.send"],
+    );
+    write(&writer, vec![upsert_endorsement(&direct)]).await;
+    eventually("a rebuild after the foreign write", || {
+        trust.services_generation() > services
+    })
+    .await;
+    assert_eq!(ranking(&app).await[0], (did("p2"), Some(1)));
+
+    // Caught up again: own batches are followed without another rebuild.
+    let services = trust.services_generation();
+    for i in 0..10 {
+        own_batch(&ctx.store, &tx, &format!("3kaaaaaaac{i:03}"), "p2").await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(trust.services_generation(), services);
     task.abort();
     writer.close().await;
 }

@@ -93,6 +93,7 @@ async fn write(store: &Store, changes: Vec<Change>) -> Result<()> {
             changes,
         })
         .await
+        .map(drop)
         .context("writing as the other process")
 }
 
