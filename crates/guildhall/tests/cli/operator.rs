@@ -415,7 +415,11 @@ async fn wrong_password_and_unreachable_hosts_are_explained() -> TestResult {
     let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
         anyhow::bail!("script has no pipes");
     };
-    // Type the password only once the prompt is up (echo is off by then), then read the rest.
+    let script_pid = child
+        .id()
+        .ok_or_else(|| anyhow::anyhow!("script exited at once"))?;
+    // Type the password only once the prompt is up and the terminal's echo is off (the
+    // prompt is written a moment before echo goes off), then read the rest.
     let mut seen = Vec::new();
     let dialogue = async {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -426,6 +430,7 @@ async fn wrong_password_and_unreachable_hosts_are_explained() -> TestResult {
             anyhow::ensure!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
             seen.extend_from_slice(&buf[..n]);
         }
+        crate::support::wait_for_echo_off(script_pid).await?;
         stdin.write_all(format!("{pw}\n").as_bytes()).await?;
         stdout.read_to_end(&mut seen).await?;
         anyhow::Ok(())

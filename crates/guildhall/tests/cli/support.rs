@@ -212,3 +212,59 @@ pub async fn example_manifest(term: &Term) -> anyhow::Result<String> {
     }
     Ok(std::fs::read_to_string(path)?)
 }
+
+/// Waits until the terminal of the process under `ancestor` (a `script` session) has echo
+/// off, read with `stty -a` on its `/dev/pts` device. Linux only, as `/proc` is.
+pub async fn wait_for_echo_off(ancestor: u32) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(tty) = descendant_tty(ancestor) {
+            let out = tokio::process::Command::new("stty")
+                .args(["-F", &tty, "-a"])
+                .output()
+                .await?;
+            let settings = String::from_utf8_lossy(&out.stdout);
+            if settings.split_whitespace().any(|w| w == "-echo") {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the terminal's echo did not go off in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The `/dev/pts/N` that the standard input of some descendant of `ancestor` is.
+fn descendant_tty(ancestor: u32) -> Option<String> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut frontier = vec![ancestor];
+    while let Some(p) = frontier.pop() {
+        for &(child, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            if let Ok(link) = std::fs::read_link(format!("/proc/{child}/fd/0"))
+                && link.starts_with("/dev/pts/")
+            {
+                return Some(link.to_string_lossy().into_owned());
+            }
+            frontier.push(child);
+        }
+    }
+    None
+}
