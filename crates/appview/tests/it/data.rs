@@ -191,6 +191,18 @@ pub async fn get(app: &Router, path: &str) -> (StatusCode, Value) {
     (s, v)
 }
 
+/// Waits until `f` holds, for at most 10 s; `what` names it in the failure.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The value of counter `name` on the router's `/metrics` page (0 when absent).
 pub async fn counter(app: &Router, name: &str) -> u64 {
     let resp = app

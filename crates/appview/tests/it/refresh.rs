@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use guildhall_ingest::indexer::{Committed, CommittedBatch};
-use guildhall_store::{Batch, Change, OperatorStatus, RejectionRow, Store};
+use guildhall_store::{Batch, Change, EndorsementRow, OperatorStatus, RejectionRow, Store};
 use tokio::sync::broadcast;
 
 use crate::data::*;
@@ -86,6 +86,17 @@ async fn write(store: &Store, changes: Vec<Change>) {
         .expect("apply");
 }
 
+/// A direct endorsement viewer → p2, which puts p2 first.
+fn viewer_to_p2() -> EndorsementRow {
+    endorsement(
+        &did("viewer"),
+        "3kaaaaaaaaa2c",
+        &did("p2"),
+        90,
+        &["sms.send"],
+    )
+}
+
 async fn refresh_follows_another_writer(ctx: Ctx) {
     apply(&ctx.store, small_world()).await;
     let (app, trust) = app(&ctx.store, config()).await;
@@ -101,7 +112,7 @@ async fn refresh_follows_another_writer(ctx: Ctx) {
     assert_eq!(trust.generation(), g0, "nothing changed, nothing rebuilt");
 
     // A new endorsement: viewer → p2.
-    let direct = endorsement(&did("viewer"), "3kaaaaaaaaa2c", &p2, 90, &["sms.send"]);
+    let direct = viewer_to_p2();
     write(&writer, vec![upsert_endorsement(&direct)]).await;
     assert!(trust.refresh_if_changed(&ctx.store).await.expect("check"));
     assert!(trust.generation() > g0);
@@ -203,37 +214,14 @@ async fn periodic_refresh_task(ctx: Ctx) {
     // Idle ticks rebuild nothing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(trust.generation(), before);
-    let direct = endorsement(
-        &did("viewer"),
-        "3kaaaaaaaaa2c",
-        &did("p2"),
-        90,
-        &["sms.send"],
-    );
-    write(&writer, vec![upsert_endorsement(&direct)]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while trust.generation() == before {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the refresh task did not pick up the write in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    write(&writer, vec![upsert_endorsement(&viewer_to_p2())]).await;
+    eventually("the refresh task picks up the write", || {
+        trust.generation() > before
+    })
+    .await;
     assert_eq!(ranking(&app).await[0], (did("p2"), Some(1)));
     task.abort();
     writer.close().await;
-}
-
-/// Waits until `f` holds, for at most 10 s.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not in 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// An endorsement e1 → `subject` written as this process's ingestion would: applied, then
@@ -281,14 +269,7 @@ async fn broadcast_follower_notices_another_writer(ctx: Ctx) {
     );
 
     // Another process: viewer → p2, with no broadcast.
-    let direct = endorsement(
-        &did("viewer"),
-        "3kaaaaaaaaa2c",
-        &did("p2"),
-        90,
-        &["sms.send"],
-    );
-    write(&writer, vec![upsert_endorsement(&direct)]).await;
+    write(&writer, vec![upsert_endorsement(&viewer_to_p2())]).await;
     eventually("a rebuild after the foreign write", || {
         trust.services_generation() > services
     })
