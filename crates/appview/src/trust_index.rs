@@ -1,9 +1,9 @@
 //! The live trust graph: built from the store at start, kept current from the ingest
 //! pipeline's broadcast of committed changes, rebuilt when churn or a lost message calls
-//! for it. An AppView running apart from ingestion (no broadcast) polls the store's change
-//! token instead and rebuilds when it moved ([`TrustIndex::spawn_refresh`]); one that
-//! follows the broadcast checks the token too, and rebuilds when it moved beyond the
-//! versions its own batches reached (another process wrote).
+//! for it. The same task checks the store's change token now and then, and rebuilds when it
+//! moved beyond the versions the broadcast batches reached: another process wrote (`guildhall
+//! ingest` beside `serve --no-ingest`, whose broadcast carries nothing, or a `guildhall
+//! backfill` beside `serve`). See [`TrustIndex::spawn_updates`].
 //!
 //! Consistency argument: every graph update is idempotent (adding an endorsement replaces
 //! one with the same URI, removing an absent one is a no-op, setting a service CID
@@ -348,27 +348,6 @@ impl TrustIndex {
         }
         self.rebuild_at(store, token).await?;
         Ok(true)
-    }
-
-    /// Starts the task that keeps the graph current without an ingest broadcast: every
-    /// `every`, [`refresh_if_changed`](Self::refresh_if_changed). For `serve --no-ingest`,
-    /// where another process writes the store. A failed check is logged and tried again at
-    /// the next tick. The task runs until aborted.
-    pub fn spawn_refresh(self: &Arc<Self>, store: Store, every: Duration) -> JoinHandle<()> {
-        let me = Arc::clone(self);
-        // tokio's interval panics on a zero period.
-        let every = every.max(Duration::from_millis(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            // A slow rebuild must not be followed by a burst of catch-up checks.
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                if let Err(e) = me.refresh_if_changed(&store).await {
-                    tracing::error!(error = %e, "trust graph refresh from the store failed");
-                }
-            }
-        })
     }
 
     /// Compacts the overlay into a fresh graph if churn has passed the threshold.

@@ -205,11 +205,13 @@ async fn refresh_follows_another_writer(ctx: Ctx) {
     writer.close().await;
 }
 
+/// `serve --no-ingest`: the updater task with a broadcast nothing is ever sent on.
 async fn periodic_refresh_task(ctx: Ctx) {
     apply(&ctx.store, small_world()).await;
     let (app, trust) = app(&ctx.store, config()).await;
     let writer = Store::open(&ctx.location).await.expect("second handle");
-    let task = trust.spawn_refresh(ctx.store.clone(), Duration::from_millis(50));
+    let (_silent, rx) = broadcast::channel::<Committed>(1);
+    let task = trust.spawn_updates(rx, ctx.store.clone(), Duration::from_millis(50));
     let before = trust.generation();
     // Idle ticks rebuild nothing.
     tokio::time::sleep(Duration::from_millis(200)).await;
