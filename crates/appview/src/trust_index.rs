@@ -338,9 +338,10 @@ impl TrustIndex {
         Ok(())
     }
 
-    /// Rebuilds from the store if its change token moved since the graph was last built from
-    /// it (always, for a graph that was not). Returns whether it rebuilt. One cheap query
-    /// when nothing changed.
+    /// Rebuilds from the store if its change token is beyond the version the graph reflects
+    /// (always, for a graph that did not come from the store). Returns whether it rebuilt.
+    /// One row read when nothing changed. The one-shot form of the check
+    /// [`spawn_updates`](Self::spawn_updates) runs, for callers with no broadcast to follow.
     pub async fn refresh_if_changed(&self, store: &Store) -> Result<bool, TrustIndexError> {
         let token = store.change_token().await?;
         if self.covers(token) {

@@ -130,10 +130,9 @@ fn now_micros() -> u64 {
 /// write fails.
 pub async fn run(
     ctx: Arc<Context>,
-    config: IndexerConfig,
+    mut config: IndexerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let mut config = config;
     let (raw_tx, raw_rx) = mpsc::channel::<RawFrame>(config.queue);
     let mut sockets = Vec::new();
     for (i, url) in config.sources.iter().enumerate() {

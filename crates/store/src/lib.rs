@@ -34,9 +34,9 @@ pub const MAX_BULK_PAGE: u32 = 10_000;
 pub const DEFAULT_CANDIDATE_CAP: usize = 5_000;
 
 /// Schema migrations in order: version, name, SQL.
-type Migrations = [(i64, &'static str, &'static str); 2];
+type Migrations = &'static [(i64, &'static str, &'static str)];
 
-const SQLITE_MIGRATIONS: Migrations = [
+const SQLITE_MIGRATIONS: Migrations = &[
     (
         1,
         "init",
@@ -48,7 +48,7 @@ const SQLITE_MIGRATIONS: Migrations = [
         include_str!("../../../migrations/sqlite/0002_graph_version.sql"),
     ),
 ];
-const POSTGRES_MIGRATIONS: Migrations = [
+const POSTGRES_MIGRATIONS: Migrations = &[
     (
         1,
         "init",
@@ -102,7 +102,7 @@ macro_rules! dispatch {
     };
 }
 
-fn migrator(migrations: &Migrations) -> Migrator {
+fn migrator(migrations: Migrations) -> Migrator {
     Migrator::with_migrations(
         migrations
             .iter()
@@ -136,7 +136,7 @@ impl Store {
                 .connect_with(opts)
                 .await
                 .map_err(StoreError::Connect)?;
-            migrator(&POSTGRES_MIGRATIONS)
+            migrator(POSTGRES_MIGRATIONS)
                 .run(&pool)
                 .await
                 .map_err(StoreError::Migrate)?;
@@ -171,7 +171,7 @@ impl Store {
                 .await
                 .map_err(StoreError::Connect)?;
             // The file and its schema exist before readers open it.
-            migrator(&SQLITE_MIGRATIONS)
+            migrator(SQLITE_MIGRATIONS)
                 .run(&write)
                 .await
                 .map_err(StoreError::Migrate)?;
@@ -203,8 +203,8 @@ impl Store {
     /// Applies pending schema migrations; a no-op when up to date.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(p) => migrator(&SQLITE_MIGRATIONS).run(&p.write).await,
-            Backend::Postgres(p) => migrator(&POSTGRES_MIGRATIONS).run(p).await,
+            Backend::Sqlite(p) => migrator(SQLITE_MIGRATIONS).run(&p.write).await,
+            Backend::Postgres(p) => migrator(POSTGRES_MIGRATIONS).run(p).await,
         }
         .map_err(StoreError::Migrate)
     }

@@ -413,14 +413,9 @@ macro_rules! backend_ops {
                         .is_some_and(|collection| GRAPH_COLLECTIONS.contains(&collection)),
                     Change::DeleteRepoRecords { .. } => true,
                     Change::Account { status, .. } if *status != OperatorStatus::Active => true,
-                    Change::Account { did, .. } => {
-                        sqlx::query_scalar::<_, String>("SELECT status FROM operators WHERE did = $1")
-                            .bind(clean(did))
-                            .fetch_optional(&mut *c)
-                            .await
-                            .map_err(q)?
-                            .is_some_and(|s| s != "active")
-                    }
+                    Change::Account { did, .. } => operator_status_of(&mut *c, did)
+                        .await?
+                        .is_some_and(|s| s != OperatorStatus::Active),
                     Change::SetRepo(_) | Change::Identity { .. } | Change::Reject(_) | Change::BackfillDone { .. } => {
                         false
                     }
@@ -937,10 +932,14 @@ macro_rules! backend_ops {
             rows.first().map(operator_from_row).transpose()
         }
 
-        pub(crate) async fn operator_status_of(pool: &Pool, did: &str) -> Result<Option<OperatorStatus>, StoreError> {
+        /// On a pool, or inside a batch's transaction (see `touches_graph`).
+        pub(crate) async fn operator_status_of<'e, E>(ex: E, did: &str) -> Result<Option<OperatorStatus>, StoreError>
+        where
+            E: sqlx::Executor<'e, Database = Db>,
+        {
             let s = sqlx::query_scalar::<_, String>("SELECT status FROM operators WHERE did = $1")
                 .bind(clean(did))
-                .fetch_optional(pool)
+                .fetch_optional(ex)
                 .await
                 .map_err(q)?;
             s.as_deref().map(operator_status).transpose()
