@@ -85,6 +85,11 @@ pub struct IngestArgs {
     /// Parallel verification workers (one DID always uses the same one).
     #[arg(long, env = "GUILDHALL_SHARDS", default_value_t = 2)]
     pub shards: usize,
+    /// Development only: let PDS, did:web and handle URLs from DID documents reach loopback,
+    /// private and link-local addresses. Without it such URLs are refused, so a DID document
+    /// cannot point Guildhall at its own network or a cloud metadata service.
+    #[arg(long, env = "GUILDHALL_ALLOW_PRIVATE_ADDRESSES")]
+    pub allow_private_addresses: bool,
     /// Largest repo export (getRepo) accepted, in bytes.
     #[arg(long, env = "GUILDHALL_MAX_REPO_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_repo_bytes: usize,

@@ -11,6 +11,7 @@ use clap::Parser;
 use guildhall_ingest::identity::{Resolver, ResolverConfig};
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
 use guildhall_ingest::metrics::Metrics;
+use guildhall_ingest::net::FetchPolicy;
 use guildhall_ingest::repo::RepoFetcher;
 use guildhall_store::Store;
 use tokio::sync::{broadcast, watch};
@@ -87,6 +88,9 @@ fn context(store: Store, args: &IngestArgs) -> anyhow::Result<Arc<Context>> {
         dns: args.dns,
         capacity: 100_000,
         timeout: Duration::from_secs(10),
+        policy: FetchPolicy {
+            allow_private: args.allow_private_addresses,
+        },
     })?);
     // Fail at start, not at the first record, if the embedded lexicons are broken.
     guildhall_lexicon::Catalog::guildhall()?;

@@ -233,6 +233,9 @@ async fn replay(
         dns: None,
         capacity: 100_000,
         timeout: Duration::from_secs(10),
+        policy: guildhall_ingest::net::FetchPolicy {
+            allow_private: true,
+        },
     })?);
     let fetcher = RepoFetcher::new(resolver.clone(), metrics.clone(), 256 << 20);
     let (committed, _) = broadcast::channel(16);

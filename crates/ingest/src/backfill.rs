@@ -188,7 +188,7 @@ async fn page_all(
 
 /// Backfills every repo `host` lists, `concurrency` at a time.
 pub async fn run(ctx: Arc<Context>, host: &Url, concurrency: usize) -> Result<Report, IngestError> {
-    let listed = list_repos(ctx.resolver.http(), host).await?;
+    let listed = list_repos(ctx.resolver.configured_http(), host).await?;
     let total = listed.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(total);

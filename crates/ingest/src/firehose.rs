@@ -79,6 +79,13 @@ pub async fn subscribe(
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
+    let tls = match crate::net::websocket_tls() {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::error!(%base, error = %e, "no TLS configuration; not subscribing");
+            return;
+        }
+    };
     let mut failures: u32 = 0;
     // Reconnects in a row that came back to the same cursor without progress: a frame there
     // that we cannot read. After a few, skip past it rather than loop on it forever.
@@ -90,7 +97,12 @@ pub async fn subscribe(
         let url = subscribe_url(&base, cursor);
         tracing::info!(%url, "connecting to firehose");
         let connected = tokio::select! {
-            r = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), true) => r,
+            r = tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                Some(ws_config),
+                true,
+                Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+            ) => r,
             _ = shutdown.changed() => return,
         };
         match connected {
@@ -177,6 +189,17 @@ pub async fn subscribe(
                     }
                 }
             }
+            Err(e) if is_tls_failure(&e) => {
+                // Not a passing fault: say what to fix. It is retried all the same, since a
+                // certificate can be renewed while we wait.
+                metrics.frame_error("tls");
+                tracing::error!(
+                    %base,
+                    error = %e,
+                    "firehose TLS handshake failed: the server's certificate must chain to the \
+                     web PKI, the system's roots, or SSL_CERT_FILE / SSL_CERT_DIR"
+                );
+            }
             Err(e) => {
                 tracing::warn!(%base, error = %e, "firehose connection failed");
             }
@@ -200,6 +223,18 @@ pub async fn subscribe(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// Whether a connection failed in the TLS handshake (rustls reports it through an I/O error).
+fn is_tls_failure(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Tls(_) => true,
+        Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 

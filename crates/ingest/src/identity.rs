@@ -21,6 +21,8 @@ use hickory_resolver::proto::rr::RData;
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
+use crate::net::{self, FetchPolicy, NetError};
+
 /// How long a successful resolution is trusted (indigo uses a day; `#identity` clears it).
 pub const HIT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a failure is remembered, so a broken DID cannot make us hammer its host.
@@ -91,11 +93,16 @@ pub struct ResolverConfig {
     pub capacity: usize,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Whether URLs from DID documents and handles may reach non-public addresses.
+    pub policy: FetchPolicy,
 }
 
 /// Resolves DIDs to identities, caching and coalescing concurrent lookups of the same DID.
 pub struct Resolver {
+    /// For URLs other people chose (did:web hosts, PDS endpoints, handle well-knowns).
     http: reqwest::Client,
+    /// For URLs the operator configured (PLC directory, handle resolver).
+    configured: reqwest::Client,
     /// Built once: building reads the system's DNS configuration. `None` when that failed;
     /// handles are then checked over HTTPS only.
     dns: Option<TokioResolver>,
@@ -106,14 +113,12 @@ pub struct Resolver {
 impl Resolver {
     /// A resolver with its own HTTP client.
     pub fn new(config: ResolverConfig) -> Result<Self, ResolveError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("guildhall/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ResolveError::Fetch {
-                url: String::new(),
-                reason: e.to_string(),
-            })?;
+        let client_error = |e: NetError| ResolveError::Fetch {
+            url: String::new(),
+            reason: e.to_string(),
+        };
+        let http = net::document_client(config.timeout, config.policy).map_err(client_error)?;
+        let configured = net::configured_client(config.timeout).map_err(client_error)?;
         let dns = match dns_resolver(config.dns, config.timeout) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -123,15 +128,27 @@ impl Resolver {
         };
         Ok(Self {
             http,
+            configured,
             dns,
             config,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The HTTP client, shared with other edges that talk to the same hosts.
+    /// The HTTP client for URLs found in documents (a PDS endpoint), shared with the other
+    /// edges that fetch them; check each first URL with [`Resolver::check`].
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The HTTP client for URLs the operator configured (a backfill host).
+    pub fn configured_http(&self) -> &reqwest::Client {
+        &self.configured
+    }
+
+    /// Refuses a URL from a document that points at a non-public address (see [`net`]).
+    pub fn check(&self, url: &Url) -> Result<(), NetError> {
+        net::check_url(url, self.config.policy)
     }
 
     /// Resolves a DID, from the cache when fresh. Concurrent callers for one DID share one fetch.
@@ -197,8 +214,17 @@ impl Resolver {
 
     async fn fetch(&self, did: &Did) -> Result<Identity, ResolveError> {
         let url = self.document_url(did)?;
-        let resp = self
-            .http
+        // The PLC directory is configured; a did:web host is whoever minted the DID.
+        let http = if did.as_str().starts_with("did:web:") {
+            self.check(&url).map_err(|e| ResolveError::Fetch {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+            &self.http
+        } else {
+            &self.configured
+        };
+        let resp = http
             .get(url.clone())
             .send()
             .await
@@ -272,7 +298,7 @@ impl Resolver {
                     did: Did,
                 }
                 let resp = self
-                    .http
+                    .configured
                     .get(url)
                     .query(&[("handle", handle.as_str())])
                     .send()
@@ -292,7 +318,15 @@ impl Resolver {
                         Err(e) => tracing::debug!(%handle, error = %e, "handle DNS look-up failed"),
                     }
                 }
-                let url = format!("https://{}/.well-known/atproto-did", handle.as_str());
+                let url = Url::parse(&format!(
+                    "https://{}/.well-known/atproto-did",
+                    handle.as_str()
+                ))
+                .ok()?;
+                if let Err(e) = self.check(&url) {
+                    tracing::debug!(%handle, error = %e, "handle check refused");
+                    return None;
+                }
                 let resp = self.http.get(url).send().await.ok()?;
                 if !resp.status().is_success() {
                     return None;

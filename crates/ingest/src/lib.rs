@@ -10,6 +10,7 @@ pub mod firehose;
 pub mod identity;
 pub mod indexer;
 pub mod metrics;
+pub mod net;
 pub mod plan;
 pub mod repo;
 pub mod rows;

@@ -27,6 +27,9 @@ pub enum FetchError {
     /// The PDS could not be reached or refused.
     #[error("getRepo: {0}")]
     Http(String),
+    /// The DID document's PDS endpoint points where we do not fetch (a private address).
+    #[error("PDS endpoint refused: {0}")]
+    Refused(#[from] crate::net::NetError),
     /// The PDS says the repo is not available (deactivated, taken down, deleted).
     #[error("repo unavailable: {0}")]
     Unavailable(String),
@@ -176,7 +179,11 @@ impl RepoFetcher {
     async fn xrpc_url(&self, did: &Did, method: &str) -> Result<String, FetchError> {
         let ident = self.resolver.resolve(did).await?;
         let pds = ident.pds.as_deref().ok_or(FetchError::NoPds)?;
-        Ok(format!("{}/xrpc/{method}", pds.trim_end_matches('/')))
+        let url = format!("{}/xrpc/{method}", pds.trim_end_matches('/'));
+        // The endpoint is whatever the DID's owner wrote: never a way into our own network.
+        let parsed = url::Url::parse(&url).map_err(|e| FetchError::Http(format!("{url}: {e}")))?;
+        self.resolver.check(&parsed)?;
+        Ok(url)
     }
 
     /// The account's status as its own PDS reports it (`com.atproto.sync.getRepoStatus`):

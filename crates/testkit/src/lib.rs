@@ -20,6 +20,7 @@ pub mod db;
 pub mod dns;
 mod frames;
 mod peer;
+pub mod tls;
 mod xrpc;
 
 pub use frames::{parse_frames, read_frames};

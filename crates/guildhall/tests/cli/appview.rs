@@ -41,6 +41,7 @@ pub async fn serve(t: &Term) -> anyhow::Result<Serve> {
         &format!("127.0.0.1:{port}"),
         "--rate-limit",
         "0",
+        "--allow-private-addresses",
     ])
     .env("GUILDHALL_LOG", "info")
     .stdin(std::process::Stdio::null())

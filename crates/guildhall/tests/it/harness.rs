@@ -170,6 +170,7 @@ pub struct Guildhall {
     /// The AppView's address (`/status`, `/metrics`).
     pub addr: SocketAddr,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     http: reqwest::Client,
     /// How many times it was started.
@@ -192,6 +193,28 @@ impl Guildhall {
             child: None,
             addr,
             args,
+            env: Vec::new(),
+            log,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            starts: 0,
+        };
+        g.start()?;
+        Ok(g)
+    }
+
+    /// `guildhall serve` with exactly these arguments (plus `--listen`) and extra environment.
+    pub fn custom(args: Vec<String>, env: Vec<(String, String)>) -> Result<Guildhall> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let mut args = args;
+        args.extend(["--listen".to_owned(), addr.to_string()]);
+        let log = std::env::temp_dir().join(format!("{}.log", unique("gh_e2e_guildhall")));
+        let mut g = Guildhall {
+            child: None,
+            addr,
+            args,
+            env,
             log,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -219,6 +242,7 @@ impl Guildhall {
                 std::env::var("GUILDHALL_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -347,6 +371,8 @@ pub fn ingest_args(db: &Db, peer: &Peer) -> Vec<String> {
         peer.info().plc_url.clone(),
         "--handle-resolver".to_owned(),
         peer.pds().url.clone(),
+        // The peer's PDSes live on loopback, which DID documents may not send us to otherwise.
+        "--allow-private-addresses".to_owned(),
     ]
 }
 

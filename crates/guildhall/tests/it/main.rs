@@ -12,3 +12,4 @@ mod e2e;
 mod harness;
 mod latency;
 mod no_ingest;
+mod tls;

@@ -32,6 +32,9 @@ pub fn context(store: Store, net: &Net) -> Arc<Context> {
             dns: None,
             capacity: 1000,
             timeout: Duration::from_secs(10),
+            policy: guildhall_ingest::net::FetchPolicy {
+                allow_private: true,
+            },
         })
         .expect("resolver"),
     );

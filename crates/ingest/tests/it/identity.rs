@@ -20,6 +20,9 @@ fn resolver(net: &Net) -> Resolver {
         dns: None,
         capacity: 16,
         timeout: std::time::Duration::from_secs(5),
+        policy: guildhall_ingest::net::FetchPolicy {
+            allow_private: true,
+        },
     })
     .expect("resolver")
 }
@@ -74,6 +77,9 @@ async fn handles_published_in_dns_verify_both_ways() {
         dns: Some(dns.addr),
         capacity: 16,
         timeout: std::time::Duration::from_secs(2),
+        policy: guildhall_ingest::net::FetchPolicy {
+            allow_private: true,
+        },
     })
     .expect("resolver");
 

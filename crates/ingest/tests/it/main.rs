@@ -7,4 +7,5 @@ mod forged;
 mod harness;
 mod identity;
 mod net;
+mod outbound;
 mod pipeline;
