@@ -317,12 +317,18 @@ async fn one(ctx: &Context, repo: &Listed) -> Result<Outcome, Option<Fatal>> {
         // Not an operator, and never was: remember only that it was looked at.
         changes.retain(|c| matches!(c, Change::BackfillDone { .. }));
     }
-    ctx.store
+    let applied = ctx
+        .store
         .apply(&Batch {
             cursors: Vec::new(),
             changes,
         })
         .await
         .map_err(store_err)?;
+    // The check above is only a shortcut: the store compares the rev again inside its
+    // transaction, which is what stops a `serve` that moved on in between.
+    if applied.refused > 0 {
+        return Ok(Outcome::Skipped);
+    }
     Ok(Outcome::Indexed)
 }

@@ -356,9 +356,17 @@ macro_rules! backend_ops {
                 pool.begin_with("BEGIN IMMEDIATE").await.map_err(q)?
             };
             let now = now_ms();
+            // Compare-and-set of each repo's rev, against what this transaction reads: a unit
+            // older than the recorded rev is dropped whole (see `revguard`).
+            let recorded = recorded_revs(&mut tx, &crate::revguard::dids_to_check(&batch.changes)).await?;
+            let guarded = crate::revguard::refuse_stale(&batch.changes, &recorded);
+            for (did, rev, held) in &guarded.refused {
+                tracing::warn!(%did, %rev, recorded = %held, "refusing a repo state older than the recorded one");
+            }
+            let changes: &[Change] = &guarded.changes;
             // Decided before the writes (a reactivation is told by the status they replace).
-            let moved = touches_graph(&mut tx, &batch.changes).await?;
-            for step in steps(&batch.changes) {
+            let moved = touches_graph(&mut tx, changes).await?;
+            for step in steps(changes) {
                 match step {
                     Step::Group(g) => write_group(&mut tx, &g, now).await?,
                     Step::ClearRepo(did) => delete_repo_records(&mut tx, did, now).await?,
@@ -397,7 +405,66 @@ macro_rules! backend_ops {
             Ok(Applied {
                 token: ChangeToken(version),
                 moved,
+                refused: u32::try_from(guarded.refused.len()).unwrap_or(u32::MAX),
             })
+        }
+
+        /// The recorded rev of each of `dids` that has one, read in the batch's transaction; on
+        /// PostgreSQL the rows stay locked to its end, so two processes writing one repo take
+        /// turns and the second compares against the first's rev.
+        async fn recorded_revs(c: &mut Conn, dids: &[&str]) -> Result<HashMap<String, Option<String>>, StoreError> {
+            let mut out = read_revs(c, dids).await?;
+            if IS_PG {
+                // A row lock needs a row: for repos not yet recorded, insert a placeholder
+                // (which waits for a concurrent insert of the same repo to commit) and read
+                // again, so two first writes of one repo take turns too. The batch's own
+                // `SetRepo` overwrites the placeholder.
+                let missing: Vec<&str> = dids.iter().copied().filter(|d| !out.contains_key(*d)).collect();
+                if !missing.is_empty() {
+                    let now = now_ms();
+                    let rows: Vec<Vec<Arg<'_>>> = missing
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                Arg::Text(Cow::Borrowed(d)),
+                                Arg::Text(Cow::Borrowed(RepoStatus::Desynchronized.as_str())),
+                                Arg::Int(now),
+                                Arg::Int(now),
+                            ]
+                        })
+                        .collect();
+                    values_insert(
+                        c,
+                        "INSERT INTO repos (did, status, tracked_at, updated_at)",
+                        4,
+                        &rows,
+                        "ON CONFLICT (did) DO NOTHING",
+                    )
+                    .await?;
+                    out.extend(read_revs(c, &missing).await?);
+                }
+            }
+            Ok(out)
+        }
+
+        /// `did → rev` for those of `dids` that have a row (locked, in DID order, on PostgreSQL).
+        async fn read_revs(c: &mut Conn, dids: &[&str]) -> Result<HashMap<String, Option<String>>, StoreError> {
+            let mut out = HashMap::new();
+            for chunk in dids.chunks(rows_per_statement(1)) {
+                let sql = format!(
+                    "SELECT did, rev FROM repos WHERE did IN ({}) ORDER BY did{}",
+                    key_list(chunk.len(), IS_PG),
+                    if IS_PG { " FOR UPDATE" } else { "" }
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql));
+                for d in chunk {
+                    query = query.bind(clean(d));
+                }
+                for row in query.fetch_all(&mut *c).await.map_err(q)? {
+                    out.insert(text(&row, 0)?, opt_text(&row, 1)?);
+                }
+            }
+            Ok(out)
         }
 
         /// Whether `changes` may change what the trust graph is built from: endorsement and

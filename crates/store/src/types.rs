@@ -500,6 +500,9 @@ pub struct Applied {
     /// Whether the batch raised it (by exactly one); if not, it changed nothing the trust
     /// graph reads.
     pub moved: bool,
+    /// Repo units refused because their rev was older than the recorded one (nothing of
+    /// them was written).
+    pub refused: u32,
 }
 
 impl Applied {

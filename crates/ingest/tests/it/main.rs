@@ -9,3 +9,4 @@ mod identity;
 mod net;
 mod outbound;
 mod pipeline;
+mod rollback;

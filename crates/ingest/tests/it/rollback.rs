@@ -1,0 +1,177 @@
+//! No rollback: a repo snapshot older than the rev the store records is refused whole, inside
+//! the store's transaction. Snapshots are real `getRepo` exports of the reference PDS, taken
+//! before and after a revocation, as a `guildhall backfill` and a `serve` beside it (or a
+//! lagging host answering a resync) would apply them — in either order, and racing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use guildhall_ingest::identity::{Resolver, ResolverConfig};
+use guildhall_ingest::metrics::Metrics;
+use guildhall_ingest::net::FetchPolicy;
+use guildhall_ingest::repo::{RepoFetcher, Snapshot};
+use guildhall_proto::syntax::Did;
+use guildhall_store::{Batch, Store};
+use guildhall_testkit::{Peer, PeerOptions};
+use serde_json::json;
+use url::Url;
+
+use crate::harness::both;
+
+const ENDORSEMENT: &str = "dev.guildhall.endorsement";
+
+/// Alice's repo before and after she revokes her endorsement of Bob, and the URI revoked.
+async fn before_and_after(peer: &Peer) -> (Did, Snapshot, Snapshot, String) {
+    let resolver = Arc::new(
+        Resolver::new(ResolverConfig {
+            plc: Url::parse(&peer.info().plc_url).expect("plc"),
+            handle_resolver: None,
+            dns: None,
+            capacity: 16,
+            timeout: Duration::from_secs(10),
+            policy: FetchPolicy {
+                allow_private: true,
+            },
+        })
+        .expect("resolver"),
+    );
+    let fetcher = RepoFetcher::new(resolver, Arc::new(Metrics::default()), 64 << 20);
+    let [alice, bob] = [&peer.accounts()[0], &peer.accounts()[1]];
+    let endorsement = json!({
+        "$type": ENDORSEMENT,
+        "subject": bob.did,
+        "strength": 80,
+        "createdAt": "2026-12-01T00:00:00.000Z",
+    });
+    let x = peer.xrpc();
+    let written = x
+        .create_record(
+            &alice.pds_url,
+            &alice.access_jwt,
+            &alice.did,
+            ENDORSEMENT,
+            Some("bob"),
+            &endorsement,
+        )
+        .await
+        .expect("endorse");
+    let did = Did::parse(&alice.did).expect("did");
+    let old = fetcher
+        .fetch(&did)
+        .await
+        .expect("snapshot with the endorsement");
+    x.delete_record(
+        &alice.pds_url,
+        &alice.access_jwt,
+        &alice.did,
+        ENDORSEMENT,
+        "bob",
+    )
+    .await
+    .expect("revoke");
+    let new = fetcher
+        .fetch(&did)
+        .await
+        .expect("snapshot after the revocation");
+    assert!(old.state.rev.as_str() < new.state.rev.as_str());
+    (did, old, new, written.uri)
+}
+
+fn batch(s: &Snapshot) -> Batch {
+    Batch {
+        cursors: Vec::new(),
+        changes: s.changes.clone(),
+    }
+}
+
+async fn endorsement_held(store: &Store, did: &Did, uri: &str) -> bool {
+    store
+        .endorsements_by_author(did.as_str(), None, 100)
+        .await
+        .expect("read")
+        .items
+        .iter()
+        .any(|e| e.uri == uri)
+}
+
+async fn older_snapshot_after_newer_is_refused(store: Store) {
+    let peer = Peer::start(PeerOptions {
+        accounts: 2,
+        ..PeerOptions::default()
+    })
+    .await
+    .expect("peer");
+    let (did, old, new, uri) = before_and_after(&peer).await;
+
+    let applied = store.apply(&batch(&new)).await.expect("newer");
+    assert_eq!(applied.refused, 0);
+    let applied = store.apply(&batch(&old)).await.expect("older");
+    assert_eq!(
+        applied.refused, 1,
+        "the older snapshot was written over the newer one"
+    );
+    assert!(
+        !endorsement_held(&store, &did, &uri).await,
+        "the revoked endorsement came back"
+    );
+    let repo = store
+        .repo(did.as_str())
+        .await
+        .expect("repo")
+        .expect("tracked");
+    assert_eq!(repo.rev.as_deref(), Some(new.state.rev.as_str()));
+}
+
+async fn racing_snapshots_end_at_the_newer(store: Store) {
+    let peer = Peer::start(PeerOptions {
+        accounts: 2,
+        ..PeerOptions::default()
+    })
+    .await
+    .expect("peer");
+    let (did, old, new, uri) = before_and_after(&peer).await;
+    // Each round starts from nothing recorded, then a backfill (old) and a serve (new) write at
+    // once. Whichever commits first, the newer state must be what stays.
+    for round in 0..10 {
+        store
+            .apply(&Batch {
+                cursors: Vec::new(),
+                changes: vec![guildhall_store::Change::Account {
+                    did: did.to_string(),
+                    status: guildhall_store::OperatorStatus::Deleted,
+                }],
+            })
+            .await
+            .expect("reset");
+        let (older, newer) = (batch(&old), batch(&new));
+        // Alternate which is started first, so a backend that runs them one after the other
+        // (SQLite's single writer) sees both orders.
+        let (a, b) = if round % 2 == 0 {
+            tokio::join!(store.apply(&older), store.apply(&newer))
+        } else {
+            let (b, a) = tokio::join!(store.apply(&newer), store.apply(&older));
+            (a, b)
+        };
+        let refused = a.expect("old").refused + b.expect("new").refused;
+        assert!(refused <= 1, "round {round}");
+        assert!(
+            !endorsement_held(&store, &did, &uri).await,
+            "round {round}: rolled back"
+        );
+        let repo = store
+            .repo(did.as_str())
+            .await
+            .expect("repo")
+            .expect("tracked");
+        assert_eq!(
+            repo.rev.as_deref(),
+            Some(new.state.rev.as_str()),
+            "round {round}"
+        );
+    }
+}
+
+both!(
+    older_snapshot_after_newer_is_refused,
+    racing_snapshots_end_at_the_newer
+);
