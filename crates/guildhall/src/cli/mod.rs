@@ -10,6 +10,7 @@ mod identity;
 mod manifest;
 mod output;
 mod query;
+mod secret;
 mod session;
 mod social;
 mod xrpc;
@@ -21,6 +22,7 @@ use url::Url;
 
 pub use error::CliError;
 use identity::IdentityArgs;
+use secret::Secret;
 
 /// Shown under every operator command's `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 done; 2 invalid input (a manifest or an argument to \
@@ -74,7 +76,7 @@ pub struct LoginArgs {
     pub account: String,
     /// An app password (create one in your PDS account settings). Prompted for when absent.
     #[arg(long, env = "GUILDHALL_APP_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -265,4 +267,39 @@ fn report(e: &CliError) {
         }
     }
     eprintln!("error: {e}");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: OperatorCommand,
+    }
+
+    #[test]
+    fn a_parsed_login_does_not_debug_print_the_password() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([
+            "guildhall",
+            "login",
+            "alice.test",
+            "--password",
+            "abcd-efgh-ijkl-mnop",
+        ])?;
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("abcd-efgh-ijkl-mnop"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        let OperatorCommand::Login(args) = cli.cmd else {
+            panic!("not a login: {shown}");
+        };
+        assert_eq!(
+            args.password.as_ref().map(Secret::expose),
+            Some("abcd-efgh-ijkl-mnop")
+        );
+        Ok(())
+    }
 }

@@ -9,3 +9,4 @@ mod manifests;
 mod operator;
 mod readme;
 mod support;
+mod transport;
