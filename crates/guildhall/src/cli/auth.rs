@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::LoginArgs;
 use super::error::CliError;
 use super::identity::parse_actor;
-use super::output::say;
+use super::output::{escape, say, warn};
 use super::secret::Secret;
 use super::session::{self, Authed, StoredSession};
 use super::xrpc::Xrpc;
@@ -54,7 +54,7 @@ fn read_password(account: &str, given: Option<Secret>) -> Result<Secret, CliErro
              to be asked)",
         ));
     }
-    rpassword::prompt_password(format!("App password for {account}: "))
+    rpassword::prompt_password(format!("App password for {}: ", escape(account)))
         .map(Secret::new)
         .map_err(|e| CliError::Local(format!("cannot read the password: {e}")))
 }
@@ -124,7 +124,9 @@ pub async fn logout() -> Result<(), CliError> {
             )
             .await
     {
-        eprintln!("note: the PDS did not end the session ({e}); forgetting it here anyway");
+        warn(format!(
+            "note: the PDS did not end the session ({e}); forgetting it here anyway"
+        ));
     }
     session::remove()?;
     say(format!(

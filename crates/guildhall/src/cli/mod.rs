@@ -3,6 +3,10 @@
 //!
 //! Every command prints results on stdout and problems on stderr, and exits 0 when it worked,
 //! 2 when the input must be fixed (a manifest, an argument) and 1 for anything else.
+//!
+//! Invariant: every line reaches the terminal through `output::say` or `output::warn`, which
+//! escape control and bidi characters, so text from records and servers cannot move the cursor,
+//! rewrite a line or reorder what is shown; `--json` output is escaped as JSON (`\uXXXX`).
 
 mod auth;
 mod error;
@@ -255,18 +259,19 @@ pub async fn run(cmd: OperatorCommand) -> std::process::ExitCode {
     }
 }
 
-/// Prints an error to stderr; a manifest's problems one per line, path first.
+/// Prints an error to stderr (escaped: messages quote servers); a manifest's problems one per
+/// line, path first.
 fn report(e: &CliError) {
     if let CliError::InvalidRecord { issues, .. } = e {
         for i in issues {
             if i.path.is_empty() {
-                eprintln!("  - {}", i.message);
+                output::warn(format!("  - {}", i.message));
             } else {
-                eprintln!("  - {}: {}", i.path, i.message);
+                output::warn(format!("  - {}: {}", i.path, i.message));
             }
         }
     }
-    eprintln!("error: {e}");
+    output::warn(format!("error: {e}"));
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod appview;
 mod dns;
 mod errors;
+mod escaping;
 mod manifests;
 mod operator;
 mod readme;
