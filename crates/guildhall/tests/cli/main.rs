@@ -8,6 +8,7 @@ mod errors;
 mod escaping;
 mod manifests;
 mod operator;
+mod packaging;
 mod readme;
 mod support;
 mod transport;
