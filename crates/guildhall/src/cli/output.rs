@@ -105,10 +105,11 @@ pub fn say_json(v: &serde_json::Value) -> Result<(), super::CliError> {
     Ok(())
 }
 
-/// Cuts a cell to `max` characters, marking the cut.
+/// Escapes a cell (see [`escape`]) and cuts it to `max` characters as shown, marking the cut.
 pub fn clip(s: &str, max: usize) -> String {
+    let s = escape(s);
     if s.chars().count() <= max {
-        s.to_owned()
+        s.into_owned()
     } else {
         let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
         out.push('…');
@@ -270,6 +271,7 @@ mod tests {
         t.row(vec!["xyz".into(), "1".into()]);
         assert_eq!(t.render(), ["A    LONGER", "xyz  1"]);
         assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("a\u{1b}[2J", 8), "a\\u{1b}…");
         assert_eq!(percent_ppm(640_000), "64.0%");
     }
 }
