@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::LoginArgs;
 use super::error::CliError;
 use super::identity::parse_actor;
-use super::output::say;
+use super::output::{escape, say, warn};
+use super::secret::Secret;
 use super::session::{self, Authed, StoredSession};
 use super::xrpc::Xrpc;
 
@@ -43,7 +44,7 @@ fn login_error(e: CliError, account: &str) -> CliError {
     }
 }
 
-fn read_password(account: &str, given: Option<String>) -> Result<String, CliError> {
+fn read_password(account: &str, given: Option<Secret>) -> Result<Secret, CliError> {
     if let Some(p) = given.filter(|p| !p.is_empty()) {
         return Ok(p);
     }
@@ -53,7 +54,8 @@ fn read_password(account: &str, given: Option<String>) -> Result<String, CliErro
              to be asked)",
         ));
     }
-    rpassword::prompt_password(format!("App password for {account}: "))
+    rpassword::prompt_password(format!("App password for {}: ", escape(account)))
+        .map(Secret::new)
         .map_err(|e| CliError::Local(format!("cannot read the password: {e}")))
 }
 
@@ -66,7 +68,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         .procedure(
             &resolved.pds,
             "com.atproto.server.createSession",
-            Some(&json!({ "identifier": resolved.did.as_str(), "password": password })),
+            Some(&json!({ "identifier": resolved.did.as_str(), "password": password.expose() })),
             None,
         )
         .await
@@ -91,8 +93,8 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         did,
         handle: field("handle").or(resolved.handle),
         pds: resolved.pds.to_string(),
-        access_jwt,
-        refresh_jwt,
+        access_jwt: Secret::new(access_jwt),
+        refresh_jwt: Secret::new(refresh_jwt),
     };
     let path = session::save(&stored)?;
     say(format!(
@@ -118,11 +120,13 @@ pub async fn logout() -> Result<(), CliError> {
                 &pds,
                 "com.atproto.server.deleteSession",
                 None,
-                Some(&stored.refresh_jwt),
+                Some(stored.refresh_jwt.expose()),
             )
             .await
     {
-        eprintln!("note: the PDS did not end the session ({e}); forgetting it here anyway");
+        warn(format!(
+            "note: the PDS did not end the session ({e}); forgetting it here anyway"
+        ));
     }
     session::remove()?;
     say(format!(

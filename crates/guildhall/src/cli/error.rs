@@ -68,6 +68,9 @@ pub enum CliError {
     /// The embedded lexicons are broken (a build problem, not the user's).
     #[error("the built-in lexicons are broken: {0}")]
     Lexicon(#[from] guildhall_lexicon::LexiconError),
+    /// A secret would travel where it could be read: plain http off loopback.
+    #[error("refusing {0}")]
+    Insecure(String),
     /// A failure on this machine: the terminal, the HTTP stack.
     #[error("{0}")]
     Local(String),

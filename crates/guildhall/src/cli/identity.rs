@@ -121,16 +121,16 @@ impl IdentityArgs {
                     .strip_prefix("did:web:")
                     .unwrap_or_default()
                     .replace("%3A", ":");
-                if host.contains(':') && !host.starts_with("localhost") {
+                // Only `localhost` exactly (a development PDS) gets a port and plain http;
+                // `localhost.evil.com` is somebody else's host.
+                let name = host.split(':').next().unwrap_or_default();
+                let local = name.eq_ignore_ascii_case("localhost");
+                if host.contains(':') && !local {
                     return Err(id_err(
                         "did:web with a path or port is not used by atproto".into(),
                     ));
                 }
-                let scheme = if host.starts_with("localhost") {
-                    "http"
-                } else {
-                    "https"
-                };
+                let scheme = if local { "http" } else { "https" };
                 Url::parse(&format!("{scheme}://{host}/.well-known/did.json"))
             }
             other => return Err(id_err(format!("unsupported DID method {other:?}"))),
@@ -181,6 +181,13 @@ impl IdentityArgs {
                     message: format!("its PDS endpoint {p:?} is not a URL ({e})"),
                 })
             })?;
+        // Checked here, before any password or token can be sent to it.
+        super::xrpc::require_secure(&pds).map_err(|why| CliError::Identity {
+            subject: did.as_str().to_owned(),
+            message: format!(
+                "its DID document names a PDS that cannot be trusted with a password: {why}"
+            ),
+        })?;
         Ok(Resolved { did, handle, pds })
     }
 }

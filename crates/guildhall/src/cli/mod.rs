@@ -3,6 +3,10 @@
 //!
 //! Every command prints results on stdout and problems on stderr, and exits 0 when it worked,
 //! 2 when the input must be fixed (a manifest, an argument) and 1 for anything else.
+//!
+//! Invariant: every line reaches the terminal through `output::say` or `output::warn`, which
+//! escape control and bidi characters, so text from records and servers cannot move the cursor,
+//! rewrite a line or reorder what is shown; `--json` output is escaped as JSON (`\uXXXX`).
 
 mod auth;
 mod error;
@@ -10,6 +14,7 @@ mod identity;
 mod manifest;
 mod output;
 mod query;
+mod secret;
 mod session;
 mod social;
 mod xrpc;
@@ -21,6 +26,7 @@ use url::Url;
 
 pub use error::CliError;
 use identity::IdentityArgs;
+use secret::Secret;
 
 /// Shown under every operator command's `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 done; 2 invalid input (a manifest or an argument to \
@@ -74,7 +80,7 @@ pub struct LoginArgs {
     pub account: String,
     /// An app password (create one in your PDS account settings). Prompted for when absent.
     #[arg(long, env = "GUILDHALL_APP_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }
@@ -253,16 +259,52 @@ pub async fn run(cmd: OperatorCommand) -> std::process::ExitCode {
     }
 }
 
-/// Prints an error to stderr; a manifest's problems one per line, path first.
+/// Prints an error to stderr (escaped: messages quote servers); a manifest's problems one per
+/// line, path first.
 fn report(e: &CliError) {
     if let CliError::InvalidRecord { issues, .. } = e {
         for i in issues {
             if i.path.is_empty() {
-                eprintln!("  - {}", i.message);
+                output::warn(format!("  - {}", i.message));
             } else {
-                eprintln!("  - {}: {}", i.path, i.message);
+                output::warn(format!("  - {}: {}", i.path, i.message));
             }
         }
     }
-    eprintln!("error: {e}");
+    output::warn(format!("error: {e}"));
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: OperatorCommand,
+    }
+
+    #[test]
+    fn a_parsed_login_does_not_debug_print_the_password() -> Result<(), clap::Error> {
+        let cli = Cli::try_parse_from([
+            "guildhall",
+            "login",
+            "alice.test",
+            "--password",
+            "abcd-efgh-ijkl-mnop",
+        ])?;
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("abcd-efgh-ijkl-mnop"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        let OperatorCommand::Login(args) = cli.cmd else {
+            panic!("not a login: {shown}");
+        };
+        assert_eq!(
+            args.password.as_ref().map(Secret::expose),
+            Some("abcd-efgh-ijkl-mnop")
+        );
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::error::CliError;
 use super::identity::parse_actor;
-use super::output::{Table, clip, percent_ppm, say};
+use super::output::{Table, clip, percent_ppm, say, say_json};
 use super::session;
 use super::xrpc::Xrpc;
 use super::{AppViewArgs, SearchArgs, ShowArgs};
@@ -43,13 +43,6 @@ async fn viewer(args: &AppViewArgs, xrpc: &Xrpc) -> Result<Option<String>, CliEr
         },
         None => Ok(session::load().ok().flatten().map(|s| s.did)),
     }
-}
-
-fn print_json(v: &Value) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(v)
-        .map_err(|e| CliError::Local(format!("cannot print JSON: {e}")))?;
-    say(text);
-    Ok(())
 }
 
 /// An operator as people read it: handle if known, else DID.
@@ -222,7 +215,7 @@ pub async fn search(args: SearchArgs) -> Result<(), CliError> {
         .await
         .map_err(query_error)?;
     if args.appview.json {
-        return print_json(&out);
+        return say_json(&out);
     }
     let services = out
         .get("services")
@@ -298,7 +291,7 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
             .map_err(|e| not_found(e, &args.target))
             .map_err(query_error)?;
         if args.appview.json {
-            return print_json(&out);
+            return say_json(&out);
         }
         print_service(out.get("service").unwrap_or(&Value::Null));
     } else {
@@ -310,7 +303,7 @@ pub async fn show(args: ShowArgs) -> Result<(), CliError> {
             .map_err(|e| not_found(e, &args.target))
             .map_err(query_error)?;
         if args.appview.json {
-            return print_json(&out);
+            return say_json(&out);
         }
         print_operator(&out);
     }

@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 use super::error::CliError;
 use super::identity::parse_actor;
 use super::manifest;
-use super::output::{Table, format_datetime, now_datetime, parse_duration, say};
+use super::output::{
+    Table, format_datetime, now_datetime, parse_duration, say, say_json, say_json_line, warn,
+};
 use super::session::Authed;
 use super::xrpc::Xrpc;
 use super::{EndorseArgs, EndorsementsArgs, InitArgs, ProfileSetArgs, PublishArgs, RevokeArgs};
@@ -34,7 +36,7 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
 /// Prints what a write returned: the record's at:// URI and CID.
 fn print_written(verb: &str, out: &Value, as_json: bool) {
     if as_json {
-        say(json!({ "action": verb, "uri": out.get("uri"), "cid": out.get("cid") }).to_string());
+        say_json_line(&json!({ "action": verb, "uri": out.get("uri"), "cid": out.get("cid") }));
         return;
     }
     say(format!(
@@ -70,11 +72,11 @@ pub async fn publish(args: &PublishArgs) -> Result<(), CliError> {
     let value = manifest::read(&args.manifest)?;
     let what = args.manifest.display().to_string();
     for w in manifest::unknown_field_warnings(&value) {
-        eprintln!("warning: {w}");
+        warn(format!("warning: {w}"));
     }
     let mut m = manifest::check(value, &now_datetime(), &what)?;
     if args.dry_run && args.json {
-        say(json!({ "action": "valid", "collection": SERVICE_NSID, "rkey": m.slug }).to_string());
+        say_json_line(&json!({ "action": "valid", "collection": SERVICE_NSID, "rkey": m.slug }));
         return Ok(());
     }
     if args.dry_run {
@@ -347,10 +349,7 @@ pub async fn endorsements(args: &EndorsementsArgs) -> Result<(), CliError> {
         }
     }
     if args.json {
-        let text = serde_json::to_string_pretty(&Value::Array(records))
-            .map_err(|e| CliError::Local(format!("cannot print JSON: {e}")))?;
-        say(text);
-        return Ok(());
+        return say_json(&Value::Array(records));
     }
     if records.is_empty() {
         say("You have made no endorsements.");

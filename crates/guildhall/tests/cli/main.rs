@@ -5,7 +5,10 @@
 mod appview;
 mod dns;
 mod errors;
+mod escaping;
 mod manifests;
 mod operator;
+mod packaging;
 mod readme;
 mod support;
+mod transport;
