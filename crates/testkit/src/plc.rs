@@ -124,11 +124,23 @@ impl PlcDid {
 
     /// Replaces the document with `state` by a signed update operation chained on the last one.
     pub async fn update(&mut self, state: &PlcState) -> Result<()> {
-        let mut op = Operation::new(&self.rotation, state, Some(self.prev.clone()));
-        let signed = op.sign(&self.rotation)?;
-        self.submit(&op).await?;
-        self.prev = cbor::cid_for_cbor(&signed).to_string();
+        let signer = self.rotation.clone();
+        self.prev = self.submit_update(state, &signer).await?;
         Ok(())
+    }
+
+    /// The same update signed by `signer` instead of the rotation key, as someone who does not
+    /// control the DID would send it (the directory must refuse it). Our chain does not move.
+    pub async fn update_signed_by(&self, state: &PlcState, signer: &SigningKey) -> Result<()> {
+        self.submit_update(state, signer).await.map(drop)
+    }
+
+    /// Submits an update signed by `signer`; returns its CID.
+    async fn submit_update(&self, state: &PlcState, signer: &SigningKey) -> Result<String> {
+        let mut op = Operation::new(&self.rotation, state, Some(self.prev.clone()));
+        let signed = op.sign(signer)?;
+        self.submit(&op).await?;
+        Ok(cbor::cid_for_cbor(&signed).to_string())
     }
 
     async fn submit(&self, op: &Operation) -> Result<()> {

@@ -367,6 +367,19 @@ async fn rotated_key_after_identity_event(store: Store) {
     assert_eq!(op.handle.as_deref(), Some("rot.test"));
     assert!(op.handle_verified);
 
+    // Someone without the rotation key cannot do the same: the directory refuses the operation
+    // and keeps serving K1 (so the rotation below is accepted for its signature, not by luck).
+    let hijack = PlcState {
+        signing_key: key(66).public_key(),
+        ..state.clone()
+    };
+    let refused = did.update_signed_by(&hijack, &key(66)).await;
+    assert!(
+        refused.is_err(),
+        "PLC accepted an update not signed by the rotation key"
+    );
+    assert_eq!(served_key(&peer, &a.did).await, key(K1).public_key());
+
     // The rotation: a signed update operation (prev = the genesis op's CID) naming K2, and a
     // new handle, so the document's other fields visibly move too.
     state.signing_key = key(K2).public_key();
