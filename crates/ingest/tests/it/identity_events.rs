@@ -2,7 +2,8 @@
 //! PLC directory (created and rotated here with signed operations), its repo and firehose are
 //! the loopback `Net`. After a key rotation and `#identity`, commits signed with the new key are
 //! indexed and commits signed with the old one are refused; `#sync` moves the repo's state,
-//! resyncs it when the data differs, and is refused when badly signed.
+//! resyncs it when the data differs, and is refused when badly signed. A lost `#identity` costs
+//! at most the resolver's refresh interval.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use cid::Cid;
 use guildhall_ingest::firehose::SubscribeConfig;
-use guildhall_ingest::identity::{Resolver, ResolverConfig};
+use guildhall_ingest::identity::{REFRESH_INTERVAL, Resolver, ResolverConfig};
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
 use guildhall_ingest::metrics::Metrics;
 use guildhall_ingest::repo::RepoFetcher;
@@ -549,4 +550,53 @@ async fn sync_events(store: Store) {
     assert_index_is_repo(&store, &a, "after a badly signed #sync").await;
 }
 
-both!(rotated_key_after_identity_event, sync_events);
+/// A lost `#identity` (a relay dropped it) costs at most [`REFRESH_INTERVAL`]: a commit signed
+/// with the new key arriving within it may be refused (refreshes are rate-limited) and leave
+/// the repo desynchronized, but once the interval has passed the next commit's resync looks
+/// the key up again and the repo is indexed whole.
+async fn missed_identity_event_costs_at_most_the_refresh_interval(store: Store) {
+    const K1: u8 = 31;
+    const K2: u8 = 32;
+    let peer = start_peer().await;
+    let plc = peer.info().plc_url.clone();
+    let net = Net::start().await.expect("servers");
+    let mut state = PlcState {
+        signing_key: key(K1).public_key(),
+        handle: "missed.test".to_owned(),
+        pds: net.http.trim_end_matches('/').to_owned(),
+    };
+    let mut did = PlcDid::create(&plc, key(202), &state)
+        .await
+        .expect("create did:plc");
+    let mut a = Author::new(&did.did, K1);
+    net.add_account(a.did.as_str(), &state.handle, &key(K1).public_key());
+
+    let mut s = Script::default();
+    s.valid(&mut a, vec![]);
+    s.valid(&mut a, vec![service("one", "One", &["sms.send"])]);
+    net.set_script(s.steps.clone());
+    let ctx = context(store.clone(), &plc, &net);
+    follow(&ctx, &net, s.seq, &a).await;
+    assert_index_is_repo(&store, &a, "signed with K1").await;
+    let fetched_k1 = tokio::time::Instant::now();
+
+    // Rotated, and the #identity never arrives.
+    state.signing_key = key(K2).public_key();
+    did.update(&state).await.expect("rotate #atproto");
+    a.rotate(K2);
+    s.valid(&mut a, vec![service("two", "Two", &["sms.send"])]);
+    net.set_script(s.steps.clone());
+    follow(&ctx, &net, s.seq, &a).await;
+
+    tokio::time::sleep_until(fetched_k1 + REFRESH_INTERVAL + Duration::from_secs(1)).await;
+    s.valid(&mut a, vec![service("three", "Three", &["sms.send"])]);
+    net.set_script(s.steps.clone());
+    follow(&ctx, &net, s.seq, &a).await;
+    assert_index_is_repo(&store, &a, "a refresh interval after the missed #identity").await;
+}
+
+both!(
+    rotated_key_after_identity_event,
+    sync_events,
+    missed_identity_event_costs_at_most_the_refresh_interval
+);
