@@ -20,6 +20,7 @@ pub mod db;
 pub mod dns;
 mod frames;
 mod peer;
+pub mod plc;
 pub mod tls;
 mod xrpc;
 

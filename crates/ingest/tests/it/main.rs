@@ -6,6 +6,7 @@ mod firehose;
 mod forged;
 mod harness;
 mod identity;
+mod identity_events;
 mod net;
 mod outbound;
 mod pipeline;
