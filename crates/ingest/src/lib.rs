@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod plan;
 pub mod repo;
 pub mod rows;
+pub mod schedule;
 
 /// Why ingestion stopped.
 #[derive(Debug, thiserror::Error)]
