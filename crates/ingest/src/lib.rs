@@ -12,6 +12,7 @@ pub mod indexer;
 pub mod metrics;
 pub mod plan;
 pub mod repo;
+pub mod resync;
 pub mod rows;
 pub mod schedule;
 

@@ -155,10 +155,7 @@ impl Scheduler {
         if self.tasks.contains_key(did) {
             return false;
         }
-        let ready_at = self
-            .dids
-            .get(did)
-            .map_or(now, |d| d.not_before.max(now));
+        let ready_at = self.dids.get(did).map_or(now, |d| d.not_before.max(now));
         self.next_order += 1;
         let task = Task {
             host: host.to_owned(),
@@ -255,9 +252,7 @@ impl Scheduler {
                 }
             }
             Outcome::RateLimited(wait) => {
-                let wait = wait
-                    .unwrap_or(limits.backoff_base)
-                    .min(limits.backoff_max);
+                let wait = wait.unwrap_or(limits.backoff_base).min(limits.backoff_max);
                 let until = now + wait;
                 host.blocked_until = Some(host.blocked_until.map_or(until, |t| t.max(until)));
             }
@@ -304,8 +299,7 @@ impl Scheduler {
         }
         // Bound the memory of finished DIDs: entries whose limits have expired go.
         if self.dids.len() > 4 * self.tasks.len() + 1024 {
-            self.dids
-                .retain(|_, d| d.streak > 0 || d.not_before > now);
+            self.dids.retain(|_, d| d.streak > 0 || d.not_before > now);
         }
     }
 
@@ -527,7 +521,11 @@ mod tests {
         sch.request("b", "h", t0);
         sch.poll(t0);
         sch.finished("a", Outcome::RateLimited(Some(s(30))), t0);
-        assert_eq!(sch.poll(t0 + s(29)), None, "b waits too: the host is paused");
+        assert_eq!(
+            sch.poll(t0 + s(29)),
+            None,
+            "b waits too: the host is paused"
+        );
         assert!(sch.poll(t0 + s(30)).is_some());
         // An absurd Retry-After is capped.
         let mut sch = Scheduler::new(limits());

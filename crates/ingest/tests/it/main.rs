@@ -5,6 +5,8 @@
 mod firehose;
 mod forged;
 mod harness;
+mod hostile;
 mod identity;
 mod net;
 mod pipeline;
+mod retry;
