@@ -248,7 +248,9 @@ impl Scheduler {
                         .map_or(limits.breaker_cooldown, |c| c * 2)
                         .min(limits.backoff_max);
                     host.cooldown = Some(cooldown);
-                    host.blocked_until = Some(now + cooldown);
+                    // Never shorten a longer pause the host asked for.
+                    let until = now + cooldown;
+                    host.blocked_until = Some(host.blocked_until.map_or(until, |t| t.max(until)));
                 }
             }
             Outcome::RateLimited(wait) => {
@@ -533,5 +535,115 @@ mod tests {
         sch.poll(t0);
         sch.finished("a", Outcome::RateLimited(Some(s(86_400))), t0);
         assert_eq!(sch.next_wakeup(t0), Some(t0 + s(60)));
+    }
+
+    mod prop {
+        use std::collections::HashMap;
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// One step of a random run: a request, time passing, or a running task ending.
+        #[derive(Debug, Clone)]
+        enum Step {
+            Request { did: u8, host: u8 },
+            Wait(u64),
+            Finish { pick: u8, outcome: u8 },
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0u8..12, 0u8..3).prop_map(|(did, host)| Step::Request { did, host }),
+                (0u64..4_000).prop_map(Step::Wait),
+                (any::<u8>(), 0u8..4).prop_map(|(pick, outcome)| Step::Finish { pick, outcome }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever happens, in any order: the global and per-host limits hold, a DID
+            /// never runs twice at once nor starts twice within its interval, and no host
+            /// gets a call while its breaker is open or it asked us to wait, except one
+            /// probe at a time after the block ends.
+            #[test]
+            fn limits_hold_for_any_run(steps in proptest::collection::vec(step(), 1..300)) {
+                let l = Limits {
+                    global: 3,
+                    per_host: 2,
+                    per_did_interval: Duration::from_millis(500),
+                    backoff_base: Duration::from_millis(100),
+                    backoff_max: Duration::from_secs(5),
+                    max_attempts: 3,
+                    breaker_threshold: 2,
+                    breaker_cooldown: Duration::from_millis(300),
+                };
+                let t0 = Instant::now();
+                let mut now = t0;
+                let mut sch = Scheduler::new(l.clone());
+                // did -> host of its running task
+                let mut running: HashMap<String, String> = HashMap::new();
+                let mut last_start: HashMap<String, Instant> = HashMap::new();
+                // host -> blocked until (from our own model of the outcomes)
+                let mut blocked: HashMap<String, Instant> = HashMap::new();
+                let mut failures: HashMap<String, u32> = HashMap::new();
+                for st in steps {
+                    match st {
+                        Step::Request { did, host } => {
+                            sch.request(&format!("d{did}"), &format!("h{host}"), now);
+                        }
+                        Step::Wait(ms) => now += Duration::from_millis(ms),
+                        Step::Finish { pick, outcome } => {
+                            if running.is_empty() {
+                                continue;
+                            }
+                            let mut dids: Vec<&String> = running.keys().collect();
+                            dids.sort();
+                            let did = dids[usize::from(pick) % dids.len()].clone();
+                            let host = running.remove(&did).unwrap_or_default();
+                            let outcome = match outcome {
+                                0 => Outcome::Done,
+                                1 => Outcome::Failed,
+                                2 => Outcome::HostFailed,
+                                _ => Outcome::RateLimited(Some(Duration::from_millis(700))),
+                            };
+                            let f = failures.entry(host.clone()).or_default();
+                            match outcome {
+                                Outcome::Done | Outcome::Failed => *f = 0,
+                                Outcome::HostFailed => {
+                                    *f += 1;
+                                    if *f >= l.breaker_threshold {
+                                        // At least the first cool-down.
+                                        let until = now + l.breaker_cooldown;
+                                        let b = blocked.entry(host.clone()).or_insert(until);
+                                        *b = (*b).max(until);
+                                    }
+                                }
+                                Outcome::RateLimited(w) => {
+                                    let until = now + w.unwrap_or(l.backoff_base);
+                                    let b = blocked.entry(host.clone()).or_insert(until);
+                                    *b = (*b).max(until);
+                                }
+                            }
+                            sch.finished(&did, outcome, now);
+                        }
+                    }
+                    while let Some(s) = sch.poll(now) {
+                        prop_assert!(!running.contains_key(&s.did), "{} twice at once", s.did);
+                        if let Some(prev) = last_start.get(&s.did) {
+                            prop_assert!(now - *prev >= l.per_did_interval, "{} too soon", s.did);
+                        }
+                        if let Some(until) = blocked.get(&s.host) {
+                            prop_assert!(now >= *until, "{} called while blocked", s.host);
+                        }
+                        last_start.insert(s.did.clone(), now);
+                        running.insert(s.did.clone(), s.host.clone());
+                        prop_assert!(running.len() <= l.global);
+                        let on_host = running.values().filter(|h| **h == s.host).count();
+                        prop_assert!(on_host <= l.per_host);
+                    }
+                    prop_assert_eq!(sch.running(), running.len());
+                }
+            }
+        }
     }
 }
