@@ -116,6 +116,10 @@ struct Done {
     /// The frame's place in the stream; `None` for a background task's result, which belongs
     /// to no frame and is committed with the next batch.
     ticket: Option<u64>,
+    /// For a background result: the last ticket its shard had finished when it was sent. It
+    /// is committed only after every frame up to that ticket, so it lands after the changes
+    /// of the frame that asked for it (a resync's "resyncing" mark, say), never before.
+    after: u64,
     source: usize,
     seq: Option<i64>,
     changes: Vec<Change>,
@@ -282,6 +286,7 @@ pub async fn run_frames(
             None => done_tx
                 .send(Done {
                     ticket: Some(ticket),
+                    after: 0,
                     source: raw.source,
                     seq,
                     changes: Vec::new(),
@@ -472,7 +477,9 @@ async fn write_loop(
     let mut changes: Vec<Change> = Vec::new();
     let mut cursors: HashMap<usize, i64> = HashMap::new();
     let mut frames_in_batch: i64 = 0;
-    // Changes of background tasks waiting for the next batch.
+    // Background results by the ticket they must follow, and whether some are released into
+    // `changes` for the next batch.
+    let mut extras: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
     let mut unticketed = false;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
@@ -489,10 +496,7 @@ async fn write_loop(
                 Some(t) => {
                     pending.insert(t, done);
                 }
-                None => {
-                    changes.extend(done.changes);
-                    unticketed = true;
-                }
+                None => extras.entry(done.after).or_default().extend(done.changes),
             }
             while let Some(d) = pending.remove(&next) {
                 next += 1;
@@ -502,9 +506,17 @@ async fn write_loop(
                 }
                 changes.extend(d.changes);
             }
-            if (frames_in_batch > 0 || unticketed) && deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + config.batch_delay);
+        }
+        // Background results whose frames are all in (all of them once the stream ended).
+        while let Some(entry) = extras.first_entry() {
+            if *entry.key() >= next && !closed {
+                break;
             }
+            changes.extend(entry.remove());
+            unticketed = true;
+        }
+        if (frames_in_batch > 0 || unticketed) && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + config.batch_delay);
         }
         let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
         if (frames_in_batch > 0 || unticketed)
@@ -621,6 +633,8 @@ struct Shard {
     parked_bytes: usize,
     /// Handle checks asked for and not yet reported (a stopping shard waits for them too).
     identities: usize,
+    /// The last ticket this shard finished (see [`Done::after`]).
+    last_ticket: u64,
     /// Set while parked frames are replayed: a replayed frame is never queued for replay
     /// again (no frame can cause a loop of tasks), and stale ones are not counted as replays.
     replaying: bool,
@@ -666,6 +680,7 @@ impl Shard {
             parked: HashMap::new(),
             parked_bytes: 0,
             identities: 0,
+            last_ticket: 0,
             replaying: false,
             requests,
             config,
@@ -684,7 +699,7 @@ impl Shard {
                 biased;
                 Some(report) = reports.recv() => {
                     let changes = self.report(report).await;
-                    if !changes.is_empty() && !send_unticketed(&done, changes).await {
+                    if !changes.is_empty() && !send_unticketed(&done, self.last_ticket, changes).await {
                         return;
                     }
                 }
@@ -694,8 +709,10 @@ impl Shard {
                         Work::Frame(bytes) => self.frame(job.source, bytes).await,
                         Work::Recheck(did) => self.recheck(&did).await,
                     };
+                    self.last_ticket = job.ticket;
                     let out = Done {
                         ticket: Some(job.ticket),
+                        after: 0,
                         source: job.source,
                         seq: job.seq,
                         changes,
@@ -714,7 +731,9 @@ impl Shard {
             match tokio::time::timeout_at(deadline, reports.recv()).await {
                 Ok(Some(report)) => {
                     let changes = self.report(report).await;
-                    if !changes.is_empty() && !send_unticketed(&done, changes).await {
+                    if !changes.is_empty()
+                        && !send_unticketed(&done, self.last_ticket, changes).await
+                    {
                         return;
                     }
                 }
@@ -1211,9 +1230,10 @@ impl Shard {
 
 /// Sends changes that belong to no frame (a background task's result) to the writer, which
 /// commits them with its next batch. Returns false when the writer is gone.
-async fn send_unticketed(done: &mpsc::Sender<Done>, changes: Vec<Change>) -> bool {
+async fn send_unticketed(done: &mpsc::Sender<Done>, after: u64, changes: Vec<Change>) -> bool {
     done.send(Done {
         ticket: None,
+        after,
         source: 0,
         seq: None,
         changes,

@@ -166,6 +166,8 @@ pub(crate) async fn drive(
     let mut waiting: HashMap<String, (Did, Kind)> = HashMap::new();
     let mut unresolvable: HashSet<String> = HashSet::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(String, Payload)>();
+    // Dropped on return: tasks still running are cancelled, not left holding the context.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut open = true;
     loop {
         let now = Instant::now();
@@ -184,11 +186,12 @@ pub(crate) async fn drive(
             let ctx = ctx.clone();
             let done = done_tx.clone();
             let (timeout, identity_timeout) = (config.task_timeout, config.identity_timeout);
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let payload = run_task(&ctx, &did, kind, timeout, identity_timeout).await;
                 let _ = done.send((start.did, payload));
             });
         }
+        while tasks.try_join_next().is_some() {}
         publish(&ctx, &sched, &unresolvable, now);
         if !open && sched.running() == 0 && sched.queued() == 0 {
             return;
@@ -236,7 +239,12 @@ pub(crate) async fn drive(
                 }
             }
             _ = sleep_until(wake) => {}
-            _ = stop.changed(), if !*stop.borrow() => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The pipeline is gone without saying so.
+                    return;
+                }
+            }
         }
         if *stop.borrow() {
             // Shutting down: what is not done is left marked in the store for the next start.
