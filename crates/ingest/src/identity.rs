@@ -164,6 +164,15 @@ impl Resolver {
         result.clone()
     }
 
+    /// What the cache holds for a DID, without fetching: `None` when it holds nothing fresh
+    /// (or a lookup is still running). For callers that must not wait on a DID's host.
+    pub async fn cached(&self, did: &Did) -> Option<Result<Arc<Identity>, ResolveError>> {
+        let cache = self.cache.lock().await;
+        let (result, at) = cache.get(did)?.cell.get()?;
+        let ttl = if result.is_ok() { HIT_TTL } else { ERROR_TTL };
+        (at.elapsed() <= ttl).then(|| result.clone())
+    }
+
     /// Forgets a DID, so the next lookup fetches it again (on `#identity`).
     pub async fn invalidate(&self, did: &Did) {
         self.cache.lock().await.remove(did);

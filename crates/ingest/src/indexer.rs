@@ -613,13 +613,21 @@ impl Held {
 /// they are replayed in order when the task reports, so per-repo order holds while the
 /// cursor and every other repo move on.
 struct Parked {
-    frames: VecDeque<(usize, Vec<u8>)>,
+    frames: VecDeque<Parkable>,
     /// Whether the frame being handled when the task started goes first in the queue: yes
     /// when it could not be judged without the task (a repo first seen, an author that did
     /// not resolve); not when it was judged (a commit that does not chain is covered by the
     /// resync it caused, and re-checking it would only cause another) or asked for the task
     /// (an `#account`).
     replay_current: bool,
+}
+
+/// What waits behind a repo's task, in stream order.
+enum Parkable {
+    /// A frame and its source.
+    Frame(usize, Vec<u8>),
+    /// A gap in the stream was seen here: the repo's head is rechecked at this point.
+    Recheck,
 }
 
 /// One verification worker; owns the state of the DIDs that hash to it.
@@ -636,8 +644,11 @@ struct Shard {
     /// The last ticket this shard finished (see [`Done::after`]).
     last_ticket: u64,
     /// Set while parked frames are replayed: a replayed frame is never queued for replay
-    /// again (no frame can cause a loop of tasks), and stale ones are not counted as replays.
+    /// again (no frame can cause a loop of tasks).
     replaying: bool,
+    /// Set while frames parked behind a resync are replayed: those the resync covered are
+    /// expected, not counted as replays.
+    covered: bool,
     requests: mpsc::UnboundedSender<Request>,
     config: ResyncConfig,
 }
@@ -664,6 +675,8 @@ enum Believed {
     Ask,
     /// Nobody can vouch for it.
     Ignore,
+    /// The account's document is not known yet: fetch it (in the background), then look again.
+    Resolve,
 }
 
 impl Shard {
@@ -682,6 +695,7 @@ impl Shard {
             identities: 0,
             last_ticket: 0,
             replaying: false,
+            covered: false,
             requests,
             config,
         }
@@ -765,7 +779,7 @@ impl Shard {
             && !self.replaying
         {
             self.parked_bytes += bytes.len();
-            p.frames.push_front((source, bytes));
+            p.frames.push_front(Parkable::Frame(source, bytes));
         }
         changes
     }
@@ -787,22 +801,29 @@ impl Shard {
         }
         self.ctx.metrics.parked.fetch_add(1, Ordering::Relaxed);
         self.parked_bytes += bytes.len();
-        p.frames.push_back((source, bytes));
+        p.frames.push_back(Parkable::Frame(source, bytes));
     }
 
     /// Replays a repo's parked frames, in order, once its task has reported.
-    async fn unpark(&mut self, did: &Did) -> Vec<Change> {
+    async fn unpark(&mut self, did: &Did, covered: bool) -> Vec<Change> {
         let Some(p) = self.parked.remove(did.as_str()) else {
             return Vec::new();
         };
         let mut changes = Vec::new();
         self.replaying = true;
-        for (source, bytes) in p.frames {
-            self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
-            // An earlier frame may have started a task again: the rest park behind it.
-            changes.extend(Box::pin(self.frame(source, bytes)).await);
+        self.covered = covered;
+        for item in p.frames {
+            // An earlier item may have started a task again: the rest park behind it.
+            match item {
+                Parkable::Frame(source, bytes) => {
+                    self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
+                    changes.extend(Box::pin(self.frame(source, bytes)).await);
+                }
+                Parkable::Recheck => changes.extend(Box::pin(self.recheck(did)).await),
+            }
         }
         self.replaying = false;
+        self.covered = false;
         changes
     }
 
@@ -847,7 +868,7 @@ impl Shard {
                 self.set_state(&did, Some(snapshot.state.clone()));
                 let mut changes = snapshot.changes;
                 changes.extend(ident);
-                changes.extend(self.unpark(&did).await);
+                changes.extend(self.unpark(&did, true).await);
                 changes
             }
             Report::Resynced {
@@ -859,8 +880,10 @@ impl Shard {
                 if let Some(p) = self.parked.remove(did.as_str()) {
                     // Without a verified state they cannot be checked; the next resync
                     // brings whatever they held.
-                    for (_, bytes) in &p.frames {
-                        self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
+                    for item in &p.frames {
+                        if let Parkable::Frame(_, bytes) = item {
+                            self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
+                        }
                     }
                     self.ctx
                         .metrics
@@ -875,7 +898,7 @@ impl Shard {
             } => {
                 let held = self.held(&did).await;
                 if held.state.as_ref().is_some_and(|s| s.rev.as_str() == rev) {
-                    self.unpark(&did).await
+                    self.unpark(&did, false).await
                 } else {
                     // Its frames stay parked, now behind the resync.
                     self.start(
@@ -888,15 +911,16 @@ impl Shard {
                 }
             }
             // Unreachable now: the repo's next commit will not chain and resync it then.
-            Report::Rechecked { did, rev: None } => self.unpark(&did).await,
+            Report::Rechecked { did, rev: None } => self.unpark(&did, false).await,
             Report::Status { did, status } => {
                 let mut changes = match status {
                     Some(s) => self.account(&did, s),
                     None => Vec::new(),
                 };
-                changes.extend(self.unpark(&did).await);
+                changes.extend(self.unpark(&did, false).await);
                 changes
             }
+            Report::Resolved { did } => self.unpark(&did, false).await,
             Report::Identity(change) => {
                 self.identities = self.identities.saturating_sub(1);
                 vec![change]
@@ -992,6 +1016,7 @@ impl Shard {
                     Believed::Now(status) => self.account(&ev.did, status),
                     Believed::Ask => self.start(&ev.did, Kind::Status, "#account", false).await,
                     Believed::Ignore => Vec::new(),
+                    Believed::Resolve => self.start(&ev.did, Kind::Resolve, "#account", true).await,
                 }
             }
             Frame::Sync(_) | Frame::Identity(_) | Frame::Account(_) => Vec::new(),
@@ -1033,9 +1058,15 @@ impl Shard {
         state: Option<RepoState>,
     ) -> Vec<Change> {
         let did = &ev.repo;
-        let ident = match self.ctx.resolver.resolve(did).await {
-            Ok(i) => i,
-            Err(e) => {
+        let ident = match self.ctx.resolver.cached(did).await {
+            Some(Ok(i)) => i,
+            // Not known yet: the document is fetched in the background; the frame waits.
+            None => {
+                return self
+                    .start(did, Kind::Resolve, "author not resolved yet", true)
+                    .await;
+            }
+            Some(Err(e)) => {
                 self.ctx
                     .metrics
                     .identity_failures
@@ -1047,15 +1078,12 @@ impl Shard {
                     .await;
             }
         };
-        let now = now_micros();
-        let mut result = verify::verify_commit(ev, &ident.key, state.as_ref(), now);
-        if matches!(result, Err(VerifyError::Signature(_))) {
-            // The key may have rotated since we cached it: look again, once.
-            if let Ok(fresh) = self.ctx.resolver.refresh(did).await
-                && fresh.key != ident.key
-            {
-                result = verify::verify_commit(ev, &fresh.key, state.as_ref(), now);
-            }
+        let result = verify::verify_commit(ev, &ident.key, state.as_ref(), now_micros());
+        if matches!(result, Err(VerifyError::Signature(_))) && !self.replaying {
+            // The key may have rotated since we cached it: the document is fetched again (in
+            // the background, at most once per `REFRESH_INTERVAL`), and the frame is checked
+            // once more after it; a replayed frame is not refreshed for again.
+            return self.start(did, Kind::Refresh, "signature", true).await;
         }
         match result {
             Ok(vc) => {
@@ -1094,7 +1122,7 @@ impl Shard {
             Err(VerifyError::RevNotIncreasing { .. }) => {
                 // A replay of something we already hold: harmless, and nothing to redo. (A
                 // parked frame the resync already covered is expected, not counted.)
-                if !self.replaying {
+                if !self.covered {
                     self.ctx.metrics.verify_failure("rev_not_increasing");
                     tracing::info!(%did, rev = %ev.rev, "ignoring replayed commit");
                 }
@@ -1123,9 +1151,14 @@ impl Shard {
     async fn sync(&mut self, ev: frame::SyncEvent) -> Vec<Change> {
         let did = ev.did.clone();
         let held = self.held(&did).await;
-        let ident = match self.ctx.resolver.resolve(&did).await {
-            Ok(i) => i,
-            Err(_) => {
+        let ident = match self.ctx.resolver.cached(&did).await {
+            Some(Ok(i)) => i,
+            None => {
+                return self
+                    .start(&did, Kind::Resolve, "author not resolved yet", true)
+                    .await;
+            }
+            Some(Err(_)) => {
                 return self
                     .start(&did, Kind::Resync, "unresolvable author", true)
                     .await;
@@ -1162,9 +1195,10 @@ impl Shard {
     /// `getRepoStatus` (in the background) and its answer is used instead. No answer, no
     /// change.
     async fn believed_status(&self, source: usize, ev: &frame::AccountEvent) -> Believed {
-        let host = match self.ctx.resolver.resolve(&ev.did).await {
-            Ok(ident) => ident.pds.as_deref().and_then(|p| Url::parse(p).ok()),
-            Err(e) => {
+        let host = match self.ctx.resolver.cached(&ev.did).await {
+            Some(Ok(ident)) => ident.pds.as_deref().and_then(|p| Url::parse(p).ok()),
+            None => return Believed::Resolve,
+            Some(Err(e)) => {
                 tracing::warn!(did = %ev.did, error = %e, "#account of an unresolvable DID ignored");
                 self.ctx
                     .metrics
@@ -1204,7 +1238,12 @@ impl Shard {
     /// we hold; the report resyncs the repo if not.
     async fn recheck(&mut self, did: &Did) -> Vec<Change> {
         let held = self.held(did).await;
-        if !held.active || self.parked.contains_key(did.as_str()) {
+        if !held.active {
+            return Vec::new();
+        }
+        if let Some(p) = self.parked.get_mut(did.as_str()) {
+            // Busy: the recheck runs in stream order, after the frames parked before it.
+            p.frames.push_back(Parkable::Recheck);
             return Vec::new();
         }
         self.start(did, Kind::Recheck, "gap in the stream", false)

@@ -70,6 +70,10 @@ pub(crate) enum Kind {
     Status,
     /// Check the declared handle both ways; does not hold the repo's frames.
     Identity,
+    /// Fetch the DID document the shard does not have yet.
+    Resolve,
+    /// Fetch the DID document again: a signature did not verify, and the key may have rotated.
+    Refresh,
 }
 
 /// A request from a shard.
@@ -102,6 +106,9 @@ pub(crate) enum Report {
     Retry(Did),
     /// A handle check that found no answer: nothing to write.
     Nothing,
+    /// The DID document was fetched (or failed to be; the resolver caches either): the
+    /// repo's frames can be looked at again.
+    Resolved { did: Did },
 }
 
 /// A task's result, held until the scheduler decides whether it stands.
@@ -110,6 +117,8 @@ enum Payload {
     Recheck(Result<String, FetchError>),
     Status(Result<(bool, Option<String>), FetchError>),
     Identity(Option<Change>),
+    /// A resolution or refresh ran; its result is in the resolver's cache.
+    Resolved,
     /// The deadline passed.
     TimedOut,
 }
@@ -133,11 +142,21 @@ fn outcome_of(e: &FetchError) -> Outcome {
     }
 }
 
+/// The scheduling key of the server holding `did`'s document: the PLC directory, or the
+/// did:web host.
+fn document_host(did: &Did) -> String {
+    match did.as_str().strip_prefix("did:web:") {
+        Some(host) => format!("web {}", host.to_ascii_lowercase()),
+        None => "plc".to_owned(),
+    }
+}
+
 /// The scheduling key of the host serving `did`: its PDS's `host:port`, or `""` when the DID
-/// does not resolve (those share one bucket, bounded like a host).
+/// is not resolved (those share one bucket, bounded like a host). Reads the resolver's cache
+/// only: a shard calls this and must not wait on a host.
 pub(crate) async fn host_of(ctx: &Context, did: &Did) -> String {
-    match ctx.resolver.resolve(did).await {
-        Ok(ident) => ident
+    match ctx.resolver.cached(did).await {
+        Some(Ok(ident)) => ident
             .pds
             .as_deref()
             .and_then(|p| url::Url::parse(p).ok())
@@ -149,7 +168,7 @@ pub(crate) async fn host_of(ctx: &Context, did: &Did) -> String {
                 )
             })
             .unwrap_or_default(),
-        Err(_) => String::new(),
+        _ => String::new(),
     }
 }
 
@@ -201,7 +220,11 @@ pub(crate) async fn drive(
             req = requests.recv(), if open => match req {
                 Some(r) => {
                     let k = key(&r.did, r.kind);
-                    if sched.request(&k, &r.host, Instant::now()) {
+                    let host = match r.kind {
+                        Kind::Resolve | Kind::Refresh => document_host(&r.did),
+                        _ => r.host,
+                    };
+                    if sched.request(&k, &host, Instant::now()) {
                         waiting.insert(k, (r.did, r.kind));
                     }
                 }
@@ -217,6 +240,12 @@ pub(crate) async fn drive(
                             unresolvable.remove(did.as_str());
                         }
                         outcome_of(e)
+                    }
+                    // A document host that hangs is charged, but the frames do not wait for
+                    // retries: the shard sees the cached failure and queues a resync, which has
+                    // the retry schedule.
+                    Payload::TimedOut if matches!(kind, Kind::Resolve | Kind::Refresh) => {
+                        Outcome::Done
                     }
                     Payload::TimedOut => Outcome::HostFailed,
                     Payload::Identity(None) => Outcome::Failed,
@@ -305,6 +334,14 @@ async fn run_task(
             }
             Kind::Status => Payload::Status(ctx.fetcher.repo_status(did).await),
             Kind::Identity => Payload::Identity(identity_change(&ctx.resolver, did).await),
+            Kind::Resolve => {
+                let _ = ctx.resolver.resolve(did).await;
+                Payload::Resolved
+            }
+            Kind::Refresh => {
+                let _ = ctx.resolver.refresh(did).await;
+                Payload::Resolved
+            }
         }
     };
     let limit = if kind == Kind::Identity {
@@ -356,6 +393,10 @@ fn report(ctx: &Context, did: Did, kind: Kind, payload: Payload) -> Report {
             Report::Status { did, status }
         }
         (_, Payload::Identity(Some(change))) => Report::Identity(change),
+        // Whatever came of it, the shard looks again: a failure is cached and handled there.
+        (_, Payload::Resolved) | (Kind::Resolve | Kind::Refresh, Payload::TimedOut) => {
+            Report::Resolved { did }
+        }
         (Kind::Resync, Payload::TimedOut) => {
             ctx.metrics.resync_failures.fetch_add(1, Ordering::Relaxed);
             Report::Resynced {
