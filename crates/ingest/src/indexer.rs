@@ -624,8 +624,9 @@ struct Parked {
 
 /// What waits behind a repo's task, in stream order.
 enum Parkable {
-    /// A frame and its source.
-    Frame(usize, Vec<u8>),
+    /// A frame, its source, and whether it is the frame that started the task (checked once
+    /// more after it; never queued for that again, so no frame can cause a loop of tasks).
+    Frame(usize, Vec<u8>, bool),
     /// A gap in the stream was seen here: the repo's head is rechecked at this point.
     Recheck,
 }
@@ -643,9 +644,8 @@ struct Shard {
     identities: usize,
     /// The last ticket this shard finished (see [`Done::after`]).
     last_ticket: u64,
-    /// Set while parked frames are replayed: a replayed frame is never queued for replay
-    /// again (no frame can cause a loop of tasks).
-    replaying: bool,
+    /// Set while a frame that started a task is checked once more after it.
+    retrying: bool,
     /// Set while frames parked behind a resync are replayed: those the resync covered are
     /// expected, not counted as replays.
     covered: bool,
@@ -694,7 +694,7 @@ impl Shard {
             parked_bytes: 0,
             identities: 0,
             last_ticket: 0,
-            replaying: false,
+            retrying: false,
             covered: false,
             requests,
             config,
@@ -720,7 +720,7 @@ impl Shard {
                 job = rx.recv() => {
                     let Some(job) = job else { break };
                     let changes = match job.work {
-                        Work::Frame(bytes) => self.frame(job.source, bytes).await,
+                        Work::Frame(bytes) => self.frame(job.source, bytes, false).await,
                         Work::Recheck(did) => self.recheck(&did).await,
                     };
                     self.last_ticket = job.ticket;
@@ -757,7 +757,7 @@ impl Shard {
     }
 
     /// Decodes and handles one frame, or parks it behind its repo's running task.
-    async fn frame(&mut self, source: usize, bytes: Vec<u8>) -> Vec<Change> {
+    async fn frame(&mut self, source: usize, bytes: Vec<u8>, retried: bool) -> Vec<Change> {
         let f = match frame::decode_frame(&bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -773,13 +773,15 @@ impl Shard {
             self.park(&did, source, bytes);
             return Vec::new();
         }
+        self.retrying = retried;
         let changes = self.handle(source, f).await;
+        self.retrying = false;
         if let Some(p) = self.parked.get_mut(&did)
             && std::mem::take(&mut p.replay_current)
-            && !self.replaying
+            && !retried
         {
             self.parked_bytes += bytes.len();
-            p.frames.push_front(Parkable::Frame(source, bytes));
+            p.frames.push_front(Parkable::Frame(source, bytes, true));
         }
         changes
     }
@@ -801,7 +803,7 @@ impl Shard {
         }
         self.ctx.metrics.parked.fetch_add(1, Ordering::Relaxed);
         self.parked_bytes += bytes.len();
-        p.frames.push_back(Parkable::Frame(source, bytes));
+        p.frames.push_back(Parkable::Frame(source, bytes, false));
     }
 
     /// Replays a repo's parked frames, in order, once its task has reported.
@@ -810,19 +812,17 @@ impl Shard {
             return Vec::new();
         };
         let mut changes = Vec::new();
-        self.replaying = true;
         self.covered = covered;
         for item in p.frames {
             // An earlier item may have started a task again: the rest park behind it.
             match item {
-                Parkable::Frame(source, bytes) => {
+                Parkable::Frame(source, bytes, retried) => {
                     self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
-                    changes.extend(Box::pin(self.frame(source, bytes)).await);
+                    changes.extend(Box::pin(self.frame(source, bytes, retried)).await);
                 }
                 Parkable::Recheck => changes.extend(Box::pin(self.recheck(did)).await),
             }
         }
-        self.replaying = false;
         self.covered = false;
         changes
     }
@@ -881,7 +881,7 @@ impl Shard {
                     // Without a verified state they cannot be checked; the next resync
                     // brings whatever they held.
                     for item in &p.frames {
-                        if let Parkable::Frame(_, bytes) = item {
+                        if let Parkable::Frame(_, bytes, _) = item {
                             self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
                         }
                     }
@@ -1079,10 +1079,10 @@ impl Shard {
             }
         };
         let result = verify::verify_commit(ev, &ident.key, state.as_ref(), now_micros());
-        if matches!(result, Err(VerifyError::Signature(_))) && !self.replaying {
+        if matches!(result, Err(VerifyError::Signature(_))) && !self.retrying {
             // The key may have rotated since we cached it: the document is fetched again (in
             // the background, at most once per `REFRESH_INTERVAL`), and the frame is checked
-            // once more after it; a replayed frame is not refreshed for again.
+            // once more after it; that second look does not refresh again.
             return self.start(did, Kind::Refresh, "signature", true).await;
         }
         match result {
