@@ -173,6 +173,16 @@ impl Resolver {
         (at.elapsed() <= ttl).then(|| result.clone())
     }
 
+    /// Whether [`Resolver::refresh`] would fetch `did`'s document again now: it was not
+    /// fetched within [`REFRESH_INTERVAL`].
+    pub async fn refresh_due(&self, did: &Did) -> bool {
+        let cache = self.cache.lock().await;
+        cache
+            .get(did)
+            .and_then(|e| e.cell.get())
+            .is_none_or(|(_, at)| at.elapsed() >= REFRESH_INTERVAL)
+    }
+
     /// Forgets a DID, so the next lookup fetches it again (on `#identity`).
     pub async fn invalidate(&self, did: &Did) {
         self.cache.lock().await.remove(did);

@@ -1079,10 +1079,14 @@ impl Shard {
             }
         };
         let result = verify::verify_commit(ev, &ident.key, state.as_ref(), now_micros());
-        if matches!(result, Err(VerifyError::Signature(_))) && !self.retrying {
+        if matches!(result, Err(VerifyError::Signature(_)))
+            && !self.retrying
+            && self.ctx.resolver.refresh_due(did).await
+        {
             // The key may have rotated since we cached it: the document is fetched again (in
-            // the background, at most once per `REFRESH_INTERVAL`), and the frame is checked
-            // once more after it; that second look does not refresh again.
+            // the background), and the frame is checked once more after it; that second look
+            // does not refresh again. At most once per `REFRESH_INTERVAL` per DID, so frames
+            // forged in someone's name cannot keep their repo waiting.
             return self.start(did, Kind::Refresh, "signature", true).await;
         }
         match result {

@@ -397,6 +397,12 @@ async fn a_hostile_pds_stalls_nobody(store: Store) {
 
     let alice = &peer.accounts()[0];
     let x = peer.xrpc();
+    // The hostile firehose also forges commits in alice's name (a key of its own): they must
+    // be dropped without holding up alice's real commits from the reference PDS.
+    let mut in_alices_name = ForgeRepo::new(
+        Did::parse(&alice.did).expect("alice's did"),
+        SigningKey::generate_from_seed(&[0xaa; 32]),
+    );
     let mut latencies = Vec::with_capacity(WRITES);
     let mut breaker_seen = false;
     let started = Instant::now();
@@ -407,6 +413,11 @@ async fn a_hostile_pds_stalls_nobody(store: Store) {
             } else {
                 hostile.forged(&format!("forged-live{i}"))
             };
+            server.send(f).await;
+            let f = in_alices_name
+                .commit(&[service(&format!("fake{i}"), "Fake", &["sms.send"])])
+                .expect("forge");
+            let f = hostile.frame(f);
             server.send(f).await;
         }
         let record = serde_json::json!({
@@ -546,6 +557,10 @@ async fn a_hostile_pds_stalls_nobody(store: Store) {
     for i in 0..5 {
         let uri = format!("at://{did}/dev.guildhall.service/forged{i}");
         assert!(store.record(&uri).await.expect("read").is_none());
+    }
+    for i in (5..=WRITES).step_by(10) {
+        let uri = format!("at://{}/dev.guildhall.service/fake{i}", alice.did);
+        assert!(store.record(&uri).await.expect("read").is_none(), "{uri}");
     }
     let text = ctx.metrics.render();
     for series in [
