@@ -291,6 +291,8 @@ async fn status(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Xr
             "rejectedAt": r.rejected_at,
         })).collect::<Vec<_>>(),
         "verifyFailures": s.metrics.verify_failures(),
+        // Repos not in sync, DIDs that do not resolve, the resync queue and blocked hosts.
+        "resync": s.metrics.resync_status(),
     })))
 }
 

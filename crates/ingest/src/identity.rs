@@ -181,6 +181,25 @@ impl Resolver {
         result.clone()
     }
 
+    /// What the cache holds for a DID, without fetching: `None` when it holds nothing fresh
+    /// (or a lookup is still running). For callers that must not wait on a DID's host.
+    pub async fn cached(&self, did: &Did) -> Option<Result<Arc<Identity>, ResolveError>> {
+        let cache = self.cache.lock().await;
+        let (result, at) = cache.get(did)?.cell.get()?;
+        let ttl = if result.is_ok() { HIT_TTL } else { ERROR_TTL };
+        (at.elapsed() <= ttl).then(|| result.clone())
+    }
+
+    /// Whether [`Resolver::refresh`] would fetch `did`'s document again now: it was not
+    /// fetched within [`REFRESH_INTERVAL`].
+    pub async fn refresh_due(&self, did: &Did) -> bool {
+        let cache = self.cache.lock().await;
+        cache
+            .get(did)
+            .and_then(|e| e.cell.get())
+            .is_none_or(|(_, at)| at.elapsed() >= REFRESH_INTERVAL)
+    }
+
     /// Forgets a DID, so the next lookup fetches it again (on `#identity`).
     pub async fn invalidate(&self, did: &Did) {
         self.cache.lock().await.remove(did);

@@ -10,7 +10,7 @@
 //! runs as one batch with the cursor of the last frame in the run: a crash replays exactly the
 //! frames whose effects were not committed. Every channel is bounded.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -29,6 +29,7 @@ use crate::identity::Resolver;
 use crate::metrics::Metrics;
 use crate::plan::{self, PREFIX};
 use crate::repo::{RepoFetcher, to_store_changes};
+use crate::resync::{self, Kind, Report, Request, ResyncConfig};
 
 /// How the pipeline is sized.
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct IndexerConfig {
     /// when a source has no stored cursor: after a `backfill`, the events between its
     /// `getRepo`s and the live stream were never seen.
     pub recheck_at_start: bool,
+    /// Background resyncs and host queries: their limits, and how long frames wait for them.
+    pub resync: ResyncConfig,
 }
 
 impl Default for IndexerConfig {
@@ -61,6 +64,7 @@ impl Default for IndexerConfig {
             batch_delay: Duration::from_millis(20),
             subscribe: SubscribeConfig::default(),
             recheck_at_start: false,
+            resync: ResyncConfig::default(),
         }
     }
 }
@@ -109,13 +113,19 @@ enum Work {
 }
 
 struct Done {
-    ticket: u64,
+    /// The frame's place in the stream; `None` for a background task's result, which belongs
+    /// to no frame and is committed with the next batch.
+    ticket: Option<u64>,
+    /// For a background result: the last ticket its shard had finished when it was sent. It
+    /// is committed only after every frame up to that ticket, so it lands after the changes
+    /// of the frame that asked for it (a resync's "resyncing" mark, say), never before.
+    after: u64,
     source: usize,
     seq: Option<i64>,
     changes: Vec<Change>,
     /// Held until the writer takes this frame out of its reorder buffer: the bound on frames
     /// in flight, so a shard stalled on one repo cannot make the buffer grow without limit.
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 /// The current Unix time in microseconds, for the rev clock check.
@@ -173,15 +183,36 @@ pub async fn run_frames(
     let (done_tx, done_rx) = mpsc::channel::<Done>(config.queue);
     let source_urls: Arc<Vec<Option<Url>>> =
         Arc::new(sources.iter().map(|s| Url::parse(s).ok()).collect());
+    let (request_tx, request_rx) = mpsc::unbounded_channel::<Request>();
+    let mut report_txs = Vec::new();
     let mut shard_txs = Vec::new();
     let mut workers = Vec::new();
     for _ in 0..config.shards.max(1) {
         let (tx, rx) = mpsc::channel::<Job>(config.queue / config.shards.max(1) + 1);
+        let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
         shard_txs.push(tx);
-        let mut shard = Shard::new(ctx.clone(), source_urls.clone());
+        report_txs.push(report_tx);
+        let mut shard = Shard::new(
+            ctx.clone(),
+            source_urls.clone(),
+            request_tx.clone(),
+            config.resync.clone(),
+        );
         let done = done_tx.clone();
-        workers.push(tokio::spawn(async move { shard.run(rx, done).await }));
+        workers.push(tokio::spawn(async move {
+            shard.run(rx, report_rx, done).await;
+        }));
     }
+    drop(request_tx);
+    let (stop_driver, driver_stop) = watch::channel(false);
+    let driver = tokio::spawn(resync::drive(
+        ctx.clone(),
+        config.resync.clone(),
+        request_rx,
+        report_txs.clone(),
+        driver_stop,
+    ));
+    let sweeper = tokio::spawn(sweep(ctx.clone(), config.resync.sweep_interval, report_txs));
     let writer = tokio::spawn(write_loop(ctx.clone(), sources, config.clone(), done_rx));
     let window = Arc::new(Semaphore::new(config.queue.saturating_mul(4).max(1)));
 
@@ -254,11 +285,12 @@ pub async fn run_frames(
                 .is_ok(),
             None => done_tx
                 .send(Done {
-                    ticket,
+                    ticket: Some(ticket),
+                    after: 0,
                     source: raw.source,
                     seq,
                     changes: Vec::new(),
-                    _permit: permit,
+                    _permit: Some(permit),
                 })
                 .await
                 .is_ok(),
@@ -282,6 +314,9 @@ pub async fn run_frames(
             failed = Some(IngestError::Task(format!("shard: {e}")));
         }
     }
+    sweeper.abort();
+    let _ = stop_driver.send(true);
+    let _ = driver.await;
     let written = match writer.await {
         Ok(r) => r,
         Err(e) => Err(IngestError::Task(format!("writer: {e}"))),
@@ -289,6 +324,44 @@ pub async fn run_frames(
     match failed {
         Some(e) => Err(e),
         None => written,
+    }
+}
+
+/// Every `sweep_interval` (and once at start): counts the repos not in sync for `/status`
+/// and `/metrics`, and asks their shards to resync them. This is the slow retry schedule of
+/// repos whose resync was given up (an unresolvable DID, a host that stayed down) and of
+/// those a restart interrupted.
+async fn sweep(ctx: Arc<Context>, interval: Duration, shards: Vec<mpsc::UnboundedSender<Report>>) {
+    const PAGE: u32 = 1000;
+    loop {
+        match ctx.store.unsynced_count().await {
+            Ok(n) => ctx
+                .metrics
+                .repos_unsynced
+                .store(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "counting unsynced repos failed"),
+        }
+        let mut after = String::new();
+        loop {
+            match ctx.store.unsynced_repos(&after, PAGE).await {
+                Ok(page) => {
+                    for did in page.iter().filter_map(|d| Did::parse(d).ok()) {
+                        if let Some(tx) = shards.get(shard_of(did.as_str(), shards.len())) {
+                            let _ = tx.send(Report::Retry(did));
+                        }
+                    }
+                    match page.last() {
+                        Some(last) if page.len() == PAGE as usize => after.clone_from(last),
+                        _ => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing unsynced repos failed; next sweep retries");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -386,7 +459,7 @@ fn error_kind(e: &frame::FrameError) -> &'static str {
     }
 }
 
-fn shard_of(did: &str, n: usize) -> usize {
+pub(crate) fn shard_of(did: &str, n: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     did.hash(&mut h);
     usize::try_from(h.finish() % n.max(1) as u64).unwrap_or(0)
@@ -404,6 +477,10 @@ async fn write_loop(
     let mut changes: Vec<Change> = Vec::new();
     let mut cursors: HashMap<usize, i64> = HashMap::new();
     let mut frames_in_batch: i64 = 0;
+    // Background results by the ticket they must follow, and whether some are released into
+    // `changes` for the next batch.
+    let mut extras: BTreeMap<u64, Vec<Change>> = BTreeMap::new();
+    let mut unticketed = false;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let received = match deadline {
@@ -415,7 +492,12 @@ async fn write_loop(
         };
         let closed = received.is_none();
         if let Some(Some(done)) = received {
-            pending.insert(done.ticket, done);
+            match done.ticket {
+                Some(t) => {
+                    pending.insert(t, done);
+                }
+                None => extras.entry(done.after).or_default().extend(done.changes),
+            }
             while let Some(d) = pending.remove(&next) {
                 next += 1;
                 frames_in_batch += 1;
@@ -424,14 +506,25 @@ async fn write_loop(
                 }
                 changes.extend(d.changes);
             }
-            if frames_in_batch > 0 && deadline.is_none() {
-                deadline = Some(tokio::time::Instant::now() + config.batch_delay);
+        }
+        // Background results whose frames are all in (all of them once the stream ended).
+        while let Some(entry) = extras.first_entry() {
+            if *entry.key() >= next && !closed {
+                break;
             }
+            changes.extend(entry.remove());
+            unticketed = true;
+        }
+        if (frames_in_batch > 0 || unticketed) && deadline.is_none() {
+            deadline = Some(tokio::time::Instant::now() + config.batch_delay);
         }
         let due = deadline.is_some_and(|d| d <= tokio::time::Instant::now());
-        if frames_in_batch > 0 && (closed || due || changes.len() >= config.batch_max) {
+        if (frames_in_batch > 0 || unticketed)
+            && (closed || due || changes.len() >= config.batch_max)
+        {
             flush(&ctx, &sources, &mut cursors, &mut changes, frames_in_batch).await?;
             frames_in_batch = 0;
+            unticketed = false;
             deadline = None;
         }
         if closed {
@@ -516,48 +609,341 @@ impl Held {
     }
 }
 
+/// The frames of a repo waiting for its background task (resync, recheck, status query):
+/// they are replayed in order when the task reports, so per-repo order holds while the
+/// cursor and every other repo move on.
+struct Parked {
+    frames: VecDeque<Parkable>,
+    /// Whether the frame being handled when the task started goes first in the queue: yes
+    /// when it could not be judged without the task (a repo first seen, an author that did
+    /// not resolve); not when it was judged (a commit that does not chain is covered by the
+    /// resync it caused, and re-checking it would only cause another) or asked for the task
+    /// (an `#account`).
+    replay_current: bool,
+}
+
+/// What waits behind a repo's task, in stream order.
+enum Parkable {
+    /// A frame, its source, and whether it is the frame that started the task (checked once
+    /// more after it; never queued for that again, so no frame can cause a loop of tasks).
+    Frame(usize, Vec<u8>, bool),
+    /// A gap in the stream was seen here: the repo's head is rechecked at this point.
+    Recheck,
+}
+
 /// One verification worker; owns the state of the DIDs that hash to it.
 struct Shard {
     ctx: Arc<Context>,
     /// Firehose URLs by source index (`None` for names that are not URLs, e.g. a replay).
     sources: Arc<Vec<Option<Url>>>,
     held: HashMap<String, Held>,
+    /// Repos with a background task running, and their frames meanwhile.
+    parked: HashMap<String, Parked>,
+    parked_bytes: usize,
+    /// Handle checks asked for and not yet reported (a stopping shard waits for them too).
+    identities: usize,
+    /// The last ticket this shard finished (see [`Done::after`]).
+    last_ticket: u64,
+    /// Set while a frame that started a task is checked once more after it.
+    retrying: bool,
+    /// Set while frames parked behind a resync are replayed: those the resync covered are
+    /// expected, not counted as replays.
+    covered: bool,
+    requests: mpsc::UnboundedSender<Request>,
+    config: ResyncConfig,
 }
 
 /// Most repo states a shard keeps in memory before it forgets and reloads from the store.
 const HELD_CAPACITY: usize = 100_000;
 
+/// The DID a frame is about, if any.
+fn frame_did(f: &Frame) -> Option<&Did> {
+    match f {
+        Frame::Commit(ev) => Some(&ev.repo),
+        Frame::Sync(ev) => Some(&ev.did),
+        Frame::Identity(ev) => Some(&ev.did),
+        Frame::Account(ev) => Some(&ev.did),
+        Frame::Info(_) | Frame::Error(_) | Frame::Unknown(_) => None,
+    }
+}
+
+/// What an `#account` event leads to.
+enum Believed {
+    /// Its own host said it: apply.
+    Now(OperatorStatus),
+    /// Another source said it: ask the host (in the background).
+    Ask,
+    /// Nobody can vouch for it.
+    Ignore,
+    /// The account's document is not known yet: fetch it (in the background), then look again.
+    Resolve,
+}
+
 impl Shard {
-    fn new(ctx: Arc<Context>, sources: Arc<Vec<Option<Url>>>) -> Self {
+    fn new(
+        ctx: Arc<Context>,
+        sources: Arc<Vec<Option<Url>>>,
+        requests: mpsc::UnboundedSender<Request>,
+        config: ResyncConfig,
+    ) -> Self {
         Self {
             ctx,
             sources,
             held: HashMap::new(),
+            parked: HashMap::new(),
+            parked_bytes: 0,
+            identities: 0,
+            last_ticket: 0,
+            retrying: false,
+            covered: false,
+            requests,
+            config,
         }
     }
 
-    async fn run(&mut self, mut rx: mpsc::Receiver<Job>, done: mpsc::Sender<Done>) {
-        while let Some(job) = rx.recv().await {
-            let changes = match &job.work {
-                Work::Frame(bytes) => match frame::decode_frame(bytes) {
-                    Ok(f) => self.handle(job.source, f).await,
-                    Err(e) => {
-                        self.ctx.metrics.frame_error(error_kind(&e));
-                        tracing::warn!(error = %e, "dropping malformed frame");
-                        Vec::new()
+    async fn run(
+        &mut self,
+        mut rx: mpsc::Receiver<Job>,
+        mut reports: mpsc::UnboundedReceiver<Report>,
+        done: mpsc::Sender<Done>,
+    ) {
+        loop {
+            tokio::select! {
+                // Reports first: they release parked repos.
+                biased;
+                Some(report) = reports.recv() => {
+                    let changes = self.report(report).await;
+                    if !changes.is_empty() && !send_unticketed(&done, self.last_ticket, changes).await {
+                        return;
                     }
-                },
-                Work::Recheck(did) => self.recheck(did).await,
-            };
-            let out = Done {
-                ticket: job.ticket,
-                source: job.source,
-                seq: job.seq,
-                changes,
-                _permit: job.permit,
-            };
-            if done.send(out).await.is_err() {
-                return;
+                }
+                job = rx.recv() => {
+                    let Some(job) = job else { break };
+                    let changes = match job.work {
+                        Work::Frame(bytes) => self.frame(job.source, bytes, false).await,
+                        Work::Recheck(did) => self.recheck(&did).await,
+                    };
+                    self.last_ticket = job.ticket;
+                    let out = Done {
+                        ticket: Some(job.ticket),
+                        after: 0,
+                        source: job.source,
+                        seq: job.seq,
+                        changes,
+                        _permit: Some(job.permit),
+                    };
+                    if done.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        // The stream ended: give running tasks a moment to land. What does not is still
+        // marked in the store, and the next start's sweep resyncs it.
+        let deadline = tokio::time::Instant::now() + self.config.drain;
+        while !self.parked.is_empty() || self.identities > 0 {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(report)) => {
+                    let changes = self.report(report).await;
+                    if !changes.is_empty()
+                        && !send_unticketed(&done, self.last_ticket, changes).await
+                    {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Decodes and handles one frame, or parks it behind its repo's running task.
+    async fn frame(&mut self, source: usize, bytes: Vec<u8>, retried: bool) -> Vec<Change> {
+        let f = match frame::decode_frame(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.ctx.metrics.frame_error(error_kind(&e));
+                tracing::warn!(error = %e, "dropping malformed frame");
+                return Vec::new();
+            }
+        };
+        let Some(did) = frame_did(&f).map(|d| d.as_str().to_owned()) else {
+            return self.handle(source, f).await;
+        };
+        if self.parked.contains_key(&did) {
+            self.park(&did, source, bytes);
+            return Vec::new();
+        }
+        self.retrying = retried;
+        let changes = self.handle(source, f).await;
+        self.retrying = false;
+        if let Some(p) = self.parked.get_mut(&did)
+            && std::mem::take(&mut p.replay_current)
+            && !retried
+        {
+            self.parked_bytes += bytes.len();
+            p.frames.push_front(Parkable::Frame(source, bytes, true));
+        }
+        changes
+    }
+
+    /// Queues a frame behind its repo's task; over the bounds it is dropped and counted (the
+    /// repo's next commit then does not chain on what the task brings, and resyncs it again).
+    fn park(&mut self, did: &str, source: usize, bytes: Vec<u8>) {
+        let Some(p) = self.parked.get_mut(did) else {
+            return;
+        };
+        if p.frames.len() >= self.config.park_frames
+            || self.parked_bytes + bytes.len() > self.config.park_bytes
+        {
+            self.ctx
+                .metrics
+                .parked_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.ctx.metrics.parked.fetch_add(1, Ordering::Relaxed);
+        self.parked_bytes += bytes.len();
+        p.frames.push_back(Parkable::Frame(source, bytes, false));
+    }
+
+    /// Replays a repo's parked frames, in order, once its task has reported.
+    async fn unpark(&mut self, did: &Did, covered: bool) -> Vec<Change> {
+        let Some(p) = self.parked.remove(did.as_str()) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        self.covered = covered;
+        for item in p.frames {
+            // An earlier item may have started a task again: the rest park behind it.
+            match item {
+                Parkable::Frame(source, bytes, retried) => {
+                    self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
+                    changes.extend(Box::pin(self.frame(source, bytes, retried)).await);
+                }
+                Parkable::Recheck => changes.extend(Box::pin(self.recheck(did)).await),
+            }
+        }
+        self.covered = false;
+        changes
+    }
+
+    /// Hands `did` to the background queue. Every kind but a handle check parks the repo's
+    /// later frames until it reports; a resync also marks the repo in the store, so a crash
+    /// meanwhile leaves it for the next start's sweep.
+    async fn start(&mut self, did: &Did, kind: Kind, why: &str, replay: bool) -> Vec<Change> {
+        let host = resync::host_of(&self.ctx, did).await;
+        if kind == Kind::Identity {
+            self.identities += 1;
+        } else {
+            self.parked
+                .entry(did.as_str().to_owned())
+                .or_insert_with(|| Parked {
+                    frames: VecDeque::new(),
+                    replay_current: replay,
+                });
+        }
+        let _ = self.requests.send(Request {
+            did: did.clone(),
+            host,
+            kind,
+        });
+        if kind == Kind::Resync {
+            tracing::info!(%did, reason = why, "repo queued for resync");
+            self.ctx
+                .metrics
+                .resyncs_queued
+                .fetch_add(1, Ordering::Relaxed);
+            return self.mark(did, RepoStatus::Resyncing);
+        }
+        Vec::new()
+    }
+
+    /// What a background task's report changes.
+    async fn report(&mut self, report: Report) -> Vec<Change> {
+        match report {
+            Report::Resynced {
+                did,
+                result: Ok((snapshot, ident)),
+            } => {
+                self.set_state(&did, Some(snapshot.state.clone()));
+                let mut changes = snapshot.changes;
+                changes.extend(ident);
+                changes.extend(self.unpark(&did, true).await);
+                changes
+            }
+            Report::Resynced {
+                did,
+                result: Err(e),
+            } => {
+                tracing::warn!(%did, error = %e, "resync failed; repo stays desynchronized");
+                self.set_state(&did, None);
+                if let Some(p) = self.parked.remove(did.as_str()) {
+                    // Without a verified state they cannot be checked; the next resync
+                    // brings whatever they held.
+                    for item in &p.frames {
+                        if let Parkable::Frame(_, bytes, _) = item {
+                            self.parked_bytes = self.parked_bytes.saturating_sub(bytes.len());
+                        }
+                    }
+                    self.ctx
+                        .metrics
+                        .parked_dropped
+                        .fetch_add(p.frames.len() as u64, Ordering::Relaxed);
+                }
+                self.mark(&did, RepoStatus::Desynchronized)
+            }
+            Report::Rechecked {
+                did,
+                rev: Some(rev),
+            } => {
+                let held = self.held(&did).await;
+                if held.state.as_ref().is_some_and(|s| s.rev.as_str() == rev) {
+                    self.unpark(&did, false).await
+                } else {
+                    // Its frames stay parked, now behind the resync.
+                    self.start(
+                        &did,
+                        Kind::Resync,
+                        "moved during a gap in the stream",
+                        false,
+                    )
+                    .await
+                }
+            }
+            // Unreachable now: the repo's next commit will not chain and resync it then.
+            Report::Rechecked { did, rev: None } => self.unpark(&did, false).await,
+            Report::Status { did, status } => {
+                let mut changes = match status {
+                    Some(s) => self.account(&did, s),
+                    None => Vec::new(),
+                };
+                changes.extend(self.unpark(&did, false).await);
+                changes
+            }
+            Report::Resolved { did } => self.unpark(&did, false).await,
+            Report::Identity(change) => {
+                self.identities = self.identities.saturating_sub(1);
+                vec![change]
+            }
+            Report::Retry(did) => {
+                if self.parked.contains_key(did.as_str()) {
+                    return Vec::new();
+                }
+                let held = self.held(&did).await;
+                if !held.active || held.state.is_some() {
+                    return Vec::new();
+                }
+                self.start(
+                    &did,
+                    Kind::Resync,
+                    "scheduled retry of an unsynced repo",
+                    false,
+                )
+                .await
+            }
+            Report::Nothing => {
+                self.identities = self.identities.saturating_sub(1);
+                Vec::new()
             }
         }
     }
@@ -566,14 +952,29 @@ impl Shard {
         if let Some(h) = self.held.get(did.as_str()) {
             return h.clone();
         }
-        let row = self.ctx.store.repo(did.as_str()).await.ok().flatten();
-        let status = self
-            .ctx
-            .store
-            .operator_status(did.as_str())
-            .await
-            .ok()
-            .flatten();
+        // A store error is not an answer: reading it as "unknown, active" would drop an
+        // `#account` takedown or resurrect an inactive account. Retry until the store answers;
+        // the frame's ticket (and so the cursor) waits meanwhile.
+        let mut wait = Duration::from_millis(50);
+        let (row, status) = loop {
+            let read = async {
+                let row = self.ctx.store.repo(did.as_str()).await?;
+                let status = self.ctx.store.operator_status(did.as_str()).await?;
+                Ok::<_, guildhall_store::StoreError>((row, status))
+            };
+            match read.await {
+                Ok(v) => break v,
+                Err(e) => {
+                    self.ctx
+                        .metrics
+                        .store_retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%did, error = %e, ?wait, "store read failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
         let h = Held {
             state: row.as_ref().and_then(repo_state),
             floor: row
@@ -612,8 +1013,10 @@ impl Shard {
             Frame::Identity(ev) if self.held(&ev.did).await.known => self.identity(&ev.did).await,
             Frame::Account(ev) if self.held(&ev.did).await.known => {
                 match self.believed_status(source, &ev).await {
-                    Some(status) => self.account(&ev.did, status),
-                    None => Vec::new(),
+                    Believed::Now(status) => self.account(&ev.did, status),
+                    Believed::Ask => self.start(&ev.did, Kind::Status, "#account", false).await,
+                    Believed::Ignore => Vec::new(),
+                    Believed::Resolve => self.start(&ev.did, Kind::Resolve, "#account", true).await,
                 }
             }
             Frame::Sync(_) | Frame::Identity(_) | Frame::Account(_) => Vec::new(),
@@ -640,16 +1043,9 @@ impl Shard {
             {
                 return self.verify_and_plan(&ev, None).await;
             }
-            // Otherwise take its whole current state, which includes this commit or a later one.
-            let mut changes = self.resync(&did, "first seen").await;
-            if let Some(h) = self.held.get(did.as_str())
-                && let Some(s) = &h.state
-                && ev.rev > s.rev
-            {
-                let st = s.clone();
-                changes.extend(self.verify_and_plan(&ev, Some(st)).await);
-            }
-            return changes;
+            // Otherwise take its whole current state, which includes this commit or a later
+            // one; this frame is replayed on top of it (and ignored if the state is newer).
+            return self.start(&did, Kind::Resync, "first seen", true).await;
         };
         self.verify_and_plan(&ev, Some(state)).await
     }
@@ -662,26 +1058,36 @@ impl Shard {
         state: Option<RepoState>,
     ) -> Vec<Change> {
         let did = &ev.repo;
-        let ident = match self.ctx.resolver.resolve(did).await {
-            Ok(i) => i,
-            Err(e) => {
+        let ident = match self.ctx.resolver.cached(did).await {
+            Some(Ok(i)) => i,
+            // Not known yet: the document is fetched in the background; the frame waits.
+            None => {
+                return self
+                    .start(did, Kind::Resolve, "author not resolved yet", true)
+                    .await;
+            }
+            Some(Err(e)) => {
                 self.ctx
                     .metrics
                     .identity_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%did, error = %e, "cannot resolve author; repo left for resync");
-                return self.mark_desync(did);
+                // The resync queue retries the resolution on its schedule; the frame waits.
+                tracing::warn!(%did, error = %e, "cannot resolve author; repo queued for resync");
+                return self
+                    .start(did, Kind::Resync, "unresolvable author", true)
+                    .await;
             }
         };
-        let now = now_micros();
-        let mut result = verify::verify_commit(ev, &ident.key, state.as_ref(), now);
-        if matches!(result, Err(VerifyError::Signature(_))) {
-            // The key may have rotated since we cached it: look again, once.
-            if let Ok(fresh) = self.ctx.resolver.refresh(did).await
-                && fresh.key != ident.key
-            {
-                result = verify::verify_commit(ev, &fresh.key, state.as_ref(), now);
-            }
+        let result = verify::verify_commit(ev, &ident.key, state.as_ref(), now_micros());
+        if matches!(result, Err(VerifyError::Signature(_)))
+            && !self.retrying
+            && self.ctx.resolver.refresh_due(did).await
+        {
+            // The key may have rotated since we cached it: the document is fetched again (in
+            // the background), and the frame is checked once more after it; that second look
+            // does not refresh again. At most once per `REFRESH_INTERVAL` per DID, so frames
+            // forged in someone's name cannot keep their repo waiting.
+            return self.start(did, Kind::Refresh, "signature", true).await;
         }
         match result {
             Ok(vc) => {
@@ -712,20 +1118,36 @@ impl Shard {
                     changes.push(Change::BackfillDone {
                         did: did.to_string(),
                     });
-                    changes.extend(identity_change(&self.ctx.resolver, did).await);
+                    // The handle check talks to hosts the account chose: off the shard.
+                    changes.extend(self.start(did, Kind::Identity, "first commit", false).await);
                 }
                 changes
             }
             Err(VerifyError::RevNotIncreasing { .. }) => {
-                // A replay of something we already hold: harmless, and nothing to redo.
-                self.ctx.metrics.verify_failure("rev_not_increasing");
-                tracing::info!(%did, rev = %ev.rev, "ignoring replayed commit");
+                // A replay of something we already hold: harmless, and nothing to redo. (A
+                // parked frame the resync already covered is expected, not counted.)
+                if !self.covered {
+                    self.ctx.metrics.verify_failure("rev_not_increasing");
+                    tracing::info!(%did, rev = %ev.rev, "ignoring replayed commit");
+                }
                 Vec::new()
             }
-            Err(e) => {
+            Err(e) if e.breaks_chain() => {
+                // Signed by the account, but not on top of what we hold: our copy is behind.
                 self.ctx.metrics.verify_failure(e.kind());
-                tracing::warn!(%did, seq = ev.seq, rev = %ev.rev, error = %e, "commit refused; resyncing repo");
-                self.resync(did, e.kind()).await
+                tracing::warn!(%did, seq = ev.seq, rev = %ev.rev, error = %e, "commit does not chain; resyncing repo");
+                self.start(did, Kind::Resync, e.kind(), false).await
+            }
+            Err(e) => {
+                // The frame itself is junk (a forgery, a broken proof): what we hold is still
+                // the repo's last verified state, so nothing is fetched. Counted and dropped.
+                self.ctx.metrics.verify_failure(e.kind());
+                self.ctx
+                    .metrics
+                    .commits_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%did, seq = ev.seq, rev = %ev.rev, error = %e, "commit refused and dropped");
+                Vec::new()
             }
         }
     }
@@ -733,9 +1155,18 @@ impl Shard {
     async fn sync(&mut self, ev: frame::SyncEvent) -> Vec<Change> {
         let did = ev.did.clone();
         let held = self.held(&did).await;
-        let ident = match self.ctx.resolver.resolve(&did).await {
-            Ok(i) => i,
-            Err(_) => return self.mark_desync(&did),
+        let ident = match self.ctx.resolver.cached(&did).await {
+            Some(Ok(i)) => i,
+            None => {
+                return self
+                    .start(&did, Kind::Resolve, "author not resolved yet", true)
+                    .await;
+            }
+            Some(Err(_)) => {
+                return self
+                    .start(&did, Kind::Resync, "unresolvable author", true)
+                    .await;
+            }
         };
         match verify::verify_sync(&ev, &ident.key, held.state.as_ref(), now_micros()) {
             Ok(vs) if held.state.as_ref().map(|s| s.data) == Some(vs.state.data) => {
@@ -747,7 +1178,7 @@ impl Shard {
                     status: RepoStatus::Synced,
                 })]
             }
-            Ok(_) => self.resync(&did, "sync").await,
+            Ok(_) => self.start(&did, Kind::Resync, "sync", false).await,
             Err(VerifyError::RevNotIncreasing { .. }) => Vec::new(),
             Err(e) => {
                 self.ctx.metrics.verify_failure(e.kind());
@@ -759,30 +1190,25 @@ impl Shard {
 
     async fn identity(&mut self, did: &Did) -> Vec<Change> {
         self.ctx.resolver.invalidate(did).await;
-        identity_change(&self.ctx.resolver, did)
-            .await
-            .into_iter()
-            .collect()
+        self.start(did, Kind::Identity, "#identity", false).await
     }
 
     /// The status an `#account` event may set. The event is unsigned, so only the account's
     /// own host speaks for it: from that host it is taken as is; from any other source (a
     /// relay, or a PDS talking about an account it does not host) the host is asked with
-    /// `getRepoStatus` and its answer is used instead. No answer, no change.
-    async fn believed_status(
-        &self,
-        source: usize,
-        ev: &frame::AccountEvent,
-    ) -> Option<OperatorStatus> {
-        let host = match self.ctx.resolver.resolve(&ev.did).await {
-            Ok(ident) => ident.pds.as_deref().and_then(|p| Url::parse(p).ok()),
-            Err(e) => {
+    /// `getRepoStatus` (in the background) and its answer is used instead. No answer, no
+    /// change.
+    async fn believed_status(&self, source: usize, ev: &frame::AccountEvent) -> Believed {
+        let host = match self.ctx.resolver.cached(&ev.did).await {
+            Some(Ok(ident)) => ident.pds.as_deref().and_then(|p| Url::parse(p).ok()),
+            None => return Believed::Resolve,
+            Some(Err(e)) => {
                 tracing::warn!(did = %ev.did, error = %e, "#account of an unresolvable DID ignored");
                 self.ctx
                     .metrics
                     .account_unconfirmed
                     .fetch_add(1, Ordering::Relaxed);
-                return None;
+                return Believed::Ignore;
             }
         };
         let from_host = match (self.sources.get(source).and_then(Option::as_ref), &host) {
@@ -790,25 +1216,9 @@ impl Shard {
             _ => false,
         };
         if from_host {
-            return Some(account_status(ev.active, ev.status.as_deref()));
+            return Believed::Now(account_status(ev.active, ev.status.as_deref()));
         }
-        match self.ctx.fetcher.repo_status(&ev.did).await {
-            Ok((active, status)) => {
-                self.ctx
-                    .metrics
-                    .account_confirmed
-                    .fetch_add(1, Ordering::Relaxed);
-                Some(account_status(active, status.as_deref()))
-            }
-            Err(e) => {
-                tracing::warn!(did = %ev.did, error = %e, "#account not confirmed by the account's host; ignored");
-                self.ctx
-                    .metrics
-                    .account_unconfirmed
-                    .fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        Believed::Ask
     }
 
     fn account(&mut self, did: &Did, status: OperatorStatus) -> Vec<Change> {
@@ -828,67 +1238,57 @@ impl Shard {
         }]
     }
 
-    /// After a gap in the stream: resync the repo if its host's head is not the one we hold.
+    /// After a gap in the stream: ask (in the background) whether the host's head is the one
+    /// we hold; the report resyncs the repo if not.
     async fn recheck(&mut self, did: &Did) -> Vec<Change> {
-        self.ctx.metrics.rechecks.fetch_add(1, Ordering::Relaxed);
         let held = self.held(did).await;
         if !held.active {
             return Vec::new();
         }
-        match self.ctx.fetcher.latest_rev(did).await {
-            Ok(rev) if held.state.as_ref().is_some_and(|s| s.rev.as_str() == rev) => Vec::new(),
-            Ok(_) => self.resync(did, "moved during a gap in the stream").await,
-            Err(e) => {
-                // Unreachable now: the repo's next commit will not chain and resync it then.
-                tracing::warn!(%did, error = %e, "recheck after a gap failed");
-                Vec::new()
-            }
+        if let Some(p) = self.parked.get_mut(did.as_str()) {
+            // Busy: the recheck runs in stream order, after the frames parked before it.
+            p.frames.push_back(Parkable::Recheck);
+            return Vec::new();
         }
+        self.start(did, Kind::Recheck, "gap in the stream", false)
+            .await
     }
 
-    fn mark_desync(&mut self, did: &Did) -> Vec<Change> {
+    /// The repo row that marks `did` as `status`, keeping its newest verified rev as a floor
+    /// (nothing older is accepted later) and its last data root.
+    fn mark(&mut self, did: &Did, status: RepoStatus) -> Vec<Change> {
         let held = self.held.get(did.as_str());
         let data = held
             .and_then(|h| h.state.as_ref())
             .map(|s| s.data.to_string());
-        // Keep the newest verified rev as a floor, so nothing older is accepted later.
         let rev = held.and_then(|h| h.floor.as_ref()).map(ToString::to_string);
         vec![Change::SetRepo(RepoRow {
             did: did.to_string(),
             rev,
             data_cid: data,
-            status: RepoStatus::Desynchronized,
+            status,
         })]
     }
+}
 
-    /// Replaces everything we hold of a repo with its verified current state from its PDS.
-    /// The shard waits for it, so the repo's later events wait too.
-    async fn resync(&mut self, did: &Did, why: &str) -> Vec<Change> {
-        tracing::info!(%did, reason = why, "resyncing repo from getRepo");
-        self.ctx.metrics.resyncs.fetch_add(1, Ordering::Relaxed);
-        match self.ctx.fetcher.fetch(did).await {
-            Ok(snapshot) => {
-                self.set_state(did, Some(snapshot.state.clone()));
-                let mut changes = snapshot.changes;
-                changes.extend(identity_change(&self.ctx.resolver, did).await);
-                changes
-            }
-            Err(e) => {
-                self.ctx
-                    .metrics
-                    .resync_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%did, error = %e, "resync failed; repo stays desynchronized");
-                self.set_state(did, None);
-                self.mark_desync(did)
-            }
-        }
-    }
+/// Sends changes that belong to no frame (a background task's result) to the writer, which
+/// commits them with its next batch. Returns false when the writer is gone.
+async fn send_unticketed(done: &mpsc::Sender<Done>, after: u64, changes: Vec<Change>) -> bool {
+    done.send(Done {
+        ticket: None,
+        after,
+        source: 0,
+        seq: None,
+        changes,
+        _permit: None,
+    })
+    .await
+    .is_ok()
 }
 
 /// An account status from the `active` flag and `status` string of `#account` or
 /// `getRepoStatus`; an inactive account with an unknown status counts as deactivated.
-fn account_status(active: bool, status: Option<&str>) -> OperatorStatus {
+pub(crate) fn account_status(active: bool, status: Option<&str>) -> OperatorStatus {
     if active {
         OperatorStatus::Active
     } else {

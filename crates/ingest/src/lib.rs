@@ -13,7 +13,9 @@ pub mod metrics;
 pub mod net;
 pub mod plan;
 pub mod repo;
+pub mod resync;
 pub mod rows;
+pub mod schedule;
 
 /// Why ingestion stopped.
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,30 @@ pub struct Metrics {
     cursors: Mutex<BTreeMap<String, i64>>,
     /// Events waiting between the socket and the writer.
     pub queued: AtomicI64,
+    /// Repos handed to the background resync queue.
+    pub resyncs_queued: AtomicU64,
+    /// Background tasks started again after a failure.
+    pub resync_retries: AtomicU64,
+    /// Background tasks given up after their last attempt (left to the sweep).
+    pub resync_given_up: AtomicU64,
+    /// Commits refused and dropped without a resync (forged or broken, but the chain fits).
+    pub commits_refused: AtomicU64,
+    /// Frames parked behind their repo's background task.
+    pub parked: AtomicU64,
+    /// Frames dropped because their repo's parking space was full, or its resync failed.
+    pub parked_dropped: AtomicU64,
+    /// Store reads retried after an error.
+    pub store_retries: AtomicU64,
+    /// Background tasks waiting to start (gauge).
+    pub resync_queued: AtomicI64,
+    /// Background tasks running (gauge).
+    pub resync_running: AtomicI64,
+    /// Hosts whose circuit breaker is open or who asked us to wait (gauge).
+    pub hosts_blocked: AtomicI64,
+    /// DIDs whose last resolution failed, waiting for a retry (gauge).
+    pub dids_unresolvable: AtomicI64,
+    /// Tracked repos not in sync, as of the last sweep (gauge).
+    pub repos_unsynced: AtomicI64,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +116,19 @@ impl Metrics {
     /// Verification failures so far, by kind.
     pub fn verify_failures(&self) -> BTreeMap<String, u64> {
         self.verify_failures.snapshot()
+    }
+
+    /// The resync queue's gauges, for `/status`: repos not in sync, DIDs that do not resolve,
+    /// tasks queued and running, hosts blocked.
+    pub fn resync_status(&self) -> BTreeMap<&'static str, i64> {
+        let g = |a: &AtomicI64| a.load(Ordering::Relaxed);
+        BTreeMap::from([
+            ("reposUnsynced", g(&self.repos_unsynced)),
+            ("didsUnresolvable", g(&self.dids_unresolvable)),
+            ("queued", g(&self.resync_queued)),
+            ("running", g(&self.resync_running)),
+            ("hostsBlocked", g(&self.hosts_blocked)),
+        ])
     }
 
     /// The Prometheus text exposition.
@@ -169,6 +206,41 @@ impl Metrics {
             "DID resolutions that failed.",
             g(&self.identity_failures),
         );
+        counter(
+            "guildhall_resyncs_queued_total",
+            "Repos handed to the background resync queue.",
+            g(&self.resyncs_queued),
+        );
+        counter(
+            "guildhall_resync_retries_total",
+            "Background resyncs and host queries started again after a failure.",
+            g(&self.resync_retries),
+        );
+        counter(
+            "guildhall_resync_given_up_total",
+            "Background resyncs and host queries given up after their last attempt.",
+            g(&self.resync_given_up),
+        );
+        counter(
+            "guildhall_commits_refused_total",
+            "Commits refused and dropped without a resync: forged or broken, while the chain fits.",
+            g(&self.commits_refused),
+        );
+        counter(
+            "guildhall_frames_parked_total",
+            "Frames held behind their repo's background task.",
+            g(&self.parked),
+        );
+        counter(
+            "guildhall_frames_parked_dropped_total",
+            "Parked frames dropped: the repo's parking space was full or its resync failed.",
+            g(&self.parked_dropped),
+        );
+        counter(
+            "guildhall_store_retries_total",
+            "Store reads retried after an error.",
+            g(&self.store_retries),
+        );
         let mut labelled = |name: &str, help: &str, label: &str, c: &LabelCounter| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (k, v) in c.snapshot() {
@@ -204,6 +276,40 @@ impl Metrics {
             "# HELP guildhall_queued_events Events between the socket and the store.\n# TYPE guildhall_queued_events gauge\nguildhall_queued_events {}",
             self.queued.load(Ordering::Relaxed)
         );
+        let gauges: [(&str, &str, &AtomicI64); 5] = [
+            (
+                "guildhall_resync_queue_waiting",
+                "Background resyncs and host queries waiting to start.",
+                &self.resync_queued,
+            ),
+            (
+                "guildhall_resync_queue_running",
+                "Background resyncs and host queries running.",
+                &self.resync_running,
+            ),
+            (
+                "guildhall_hosts_blocked",
+                "Hosts whose circuit breaker is open or who asked us to wait.",
+                &self.hosts_blocked,
+            ),
+            (
+                "guildhall_dids_unresolvable",
+                "DIDs whose last resolution failed, waiting for a retry.",
+                &self.dids_unresolvable,
+            ),
+            (
+                "guildhall_repos_unsynced",
+                "Tracked repos not in sync (desynchronized or resyncing), as of the last sweep.",
+                &self.repos_unsynced,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP guildhall_cursor Last committed firehose sequence number.\n# TYPE guildhall_cursor gauge"

@@ -39,6 +39,10 @@ pub enum FetchError {
     /// The export does not verify.
     #[error("verification: {0}")]
     Verify(#[from] verify::VerifyError),
+    /// The PDS answered 429 (and did not let up while we waited, if we did): try later, not
+    /// before the `Retry-After` it gave, if any.
+    #[error("rate limited by the PDS")]
+    RateLimited(Option<Duration>),
 }
 
 /// A verified repo, ready to replace what we held.
@@ -73,6 +77,13 @@ impl RepoFetcher {
 
     /// Downloads the repo's CAR from its PDS. HTTP 429 is backpressure: wait and retry.
     pub async fn download(&self, did: &Did) -> Result<Vec<u8>, FetchError> {
+        self.download_with(did, MAX_RETRIES).await
+    }
+
+    /// Downloads the repo's CAR, waiting out at most `retries` 429 answers inline; after that
+    /// a 429 is [`FetchError::RateLimited`] (the live resync queue passes 0: it schedules the
+    /// retry itself instead of holding a slot while it sleeps).
+    async fn download_with(&self, did: &Did, retries: u32) -> Result<Vec<u8>, FetchError> {
         let url = self.xrpc_url(did, "com.atproto.sync.getRepo").await?;
         let mut attempt = 0;
         loop {
@@ -86,17 +97,18 @@ impl RepoFetcher {
                 .await
                 .map_err(|e| FetchError::Http(e.to_string()))?;
             let status = resp.status();
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < MAX_RETRIES {
-                attempt += 1;
-                let wait = resp
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let retry_after = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
-                    .map_or(
-                        Duration::from_millis(500 << attempt.min(6)),
-                        Duration::from_secs,
-                    );
+                    .map(Duration::from_secs);
+                if attempt >= retries {
+                    return Err(FetchError::RateLimited(retry_after));
+                }
+                attempt += 1;
+                let wait = retry_after.unwrap_or(Duration::from_millis(500 << attempt.min(6)));
                 tracing::info!(%did, ?wait, "PDS rate limit; waiting");
                 tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
                 continue;
@@ -215,12 +227,24 @@ impl RepoFetcher {
     /// Fetches, verifies and plans a repo.
     pub async fn fetch(&self, did: &Did) -> Result<Snapshot, FetchError> {
         let car = self.download(did).await?;
+        self.snapshot(did, &car).await
+    }
+
+    /// Like [`RepoFetcher::fetch`], but a 429 is returned at once as
+    /// [`FetchError::RateLimited`] for the caller to schedule.
+    pub async fn fetch_once(&self, did: &Did) -> Result<Snapshot, FetchError> {
+        let car = self.download_with(did, 0).await?;
+        self.snapshot(did, &car).await
+    }
+
+    /// Verifies and plans a downloaded repo.
+    async fn snapshot(&self, did: &Did, car: &[u8]) -> Result<Snapshot, FetchError> {
         let ident = self.resolver.resolve(did).await?;
         let limits = CarLimits::repo(self.max_bytes);
-        let verified = match verify::verify_repo(&car, &limits, did, &ident.key, plan::is_ours) {
+        let verified = match verify::verify_repo(car, &limits, did, &ident.key, plan::is_ours) {
             Err(verify::VerifyError::Signature(_)) => {
                 let fresh = self.resolver.refresh(did).await?;
-                verify::verify_repo(&car, &limits, did, &fresh.key, plan::is_ours)?
+                verify::verify_repo(car, &limits, did, &fresh.key, plan::is_ours)?
             }
             other => other?,
         };

@@ -10,6 +10,7 @@ mod amount;
 mod error;
 mod group;
 mod ops;
+mod resync;
 mod revguard;
 mod types;
 

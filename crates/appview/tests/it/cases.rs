@@ -353,6 +353,16 @@ async fn every_method(ctx: Ctx) {
     let (st, v) = get(&app, "/status").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["trustGraph"]["baseEdges"], 5);
+    // The ingestion side's retry state (all zero: nothing ingests here).
+    for key in [
+        "reposUnsynced",
+        "didsUnresolvable",
+        "queued",
+        "running",
+        "hostsBlocked",
+    ] {
+        assert_eq!(v["resync"][key], 0, "{key}: {v}");
+    }
 }
 
 async fn hostile_params(ctx: Ctx) {

@@ -5,9 +5,11 @@
 mod firehose;
 mod forged;
 mod harness;
+mod hostile;
 mod identity;
 mod identity_events;
 mod net;
 mod outbound;
 mod pipeline;
+mod retry;
 mod rollback;

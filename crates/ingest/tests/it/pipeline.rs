@@ -7,7 +7,7 @@ use std::time::Duration;
 use guildhall_ingest::firehose::RawFrame;
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
 use guildhall_proto::forge::Forged;
-use guildhall_store::{OperatorStatus, RepoStatus, Store};
+use guildhall_store::{OperatorStatus, Store};
 use tokio::sync::mpsc;
 
 use crate::firehose::{context, counter};
@@ -19,6 +19,7 @@ use crate::net::{Net, RepoStatusAnswer};
 async fn replay(ctx: &Arc<Context>, sources: Vec<String>, frames: Vec<(usize, Vec<u8>)>) {
     let config = IndexerConfig {
         batch_delay: Duration::from_millis(5),
+        resync: crate::hostile::resync_config(),
         ..IndexerConfig::default()
     };
     let (tx, rx) = mpsc::channel(4);
@@ -65,8 +66,8 @@ async fn invalid_input_never_reaches_the_index(store: Store) {
         ),
     ];
     // bob's first commit with records, from the empty tree, but signed by another key: the
-    // shortcut that skips getRepo must not skip the signature. The resync that follows finds
-    // no repo to fetch, so bob stays desynchronized with nothing indexed.
+    // shortcut that skips getRepo must not skip the signature. A forgery is dropped, not a
+    // reason to fetch the repo: bob stays unknown with nothing indexed.
     let forged = bob
         .replica(77)
         .commit(&[service("evil", "Evil", &["sms.send"])])
@@ -115,13 +116,15 @@ async fn invalid_input_never_reaches_the_index(store: Store) {
 
     let failures = ctx.metrics.verify_failures();
     assert_eq!(failures.get("bad_signature"), Some(&1), "{failures:?}");
+    assert_eq!(counter(&text, "guildhall_resyncs_total"), 0, "{text}");
     assert_eq!(
-        counter(&text, "guildhall_resync_failures_total"),
+        counter(&text, "guildhall_commits_refused_total"),
         1,
         "{text}"
     );
+    assert_eq!(net.get_repo_calls().get(bob.did.as_str()), None);
     let row = store.repo(bob.did.as_str()).await.expect("repo");
-    assert_eq!(row.map(|r| r.status), Some(RepoStatus::Desynchronized));
+    assert_eq!(row, None);
     assert_eq!(
         store
             .record(&bob.uri("dev.guildhall.service/evil"))
@@ -194,7 +197,7 @@ async fn account_events_need_the_accounts_host(store: Store) {
         frames.push((0, frame(&mut seq, svc)));
     }
     // From the relay: alice's host says she is active (ignored), bob's confirms the
-    // takedown (applied), carol's host fails (ignored).
+    // takedown (applied), carol's host fails every attempt (ignored, once given up).
     frames.push((
         1,
         account_frame(&mut seq, alice.did.as_str(), false, Some("takendown")),
@@ -207,7 +210,9 @@ async fn account_events_need_the_accounts_host(store: Store) {
         1,
         account_frame(&mut seq, carol.did.as_str(), false, Some("deactivated")),
     ));
-    let calls_before_host_event = 3;
+    // alice and bob once each; carol's failing host on every attempt the queue allows.
+    let calls_before_host_event =
+        2 + u64::from(crate::hostile::resync_config().limits.max_attempts);
     // From carol's own host: applied as is, without asking.
     frames.push((
         0,
