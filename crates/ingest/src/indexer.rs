@@ -860,6 +860,34 @@ impl Shard {
 
     /// What a background task's report changes.
     async fn report(&mut self, report: Report) -> Vec<Change> {
+        // A snapshot older than what we verified is refused here (the store's rev guard would
+        // refuse its write too, but our chain state must not move back either).
+        let report = match report {
+            Report::Resynced {
+                did,
+                result: Ok((snapshot, ident)),
+            } => {
+                let floor = self.held(&did).await.floor;
+                match floor {
+                    Some(floor) if snapshot.state.rev.as_str() < floor.as_str() => {
+                        self.ctx.metrics.verify_failure("stale_snapshot");
+                        Report::Resynced {
+                            did,
+                            result: Err(crate::repo::FetchError::Stale {
+                                got: snapshot.state.rev.to_string(),
+                                held: floor.to_string(),
+                            }
+                            .to_string()),
+                        }
+                    }
+                    _ => Report::Resynced {
+                        did,
+                        result: Ok((snapshot, ident)),
+                    },
+                }
+            }
+            other => other,
+        };
         match report {
             Report::Resynced {
                 did,

@@ -36,6 +36,15 @@ pub enum FetchError {
     /// The export is bigger than we accept.
     #[error("repo export over {0} bytes")]
     TooLarge(usize),
+    /// The export is older than a rev we already verified for the repo (a lagging or hostile
+    /// host): applying it would roll the repo back.
+    #[error("export at rev {got} is older than the verified rev {held}")]
+    Stale {
+        /// The export's rev.
+        got: String,
+        /// The newest rev we verified.
+        held: String,
+    },
     /// The export does not verify.
     #[error("verification: {0}")]
     Verify(#[from] verify::VerifyError),

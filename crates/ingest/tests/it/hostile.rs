@@ -243,6 +243,9 @@ fn context(store: Store, peer: &Peer) -> Arc<Context> {
             dns: None,
             capacity: 1000,
             timeout: Duration::from_secs(10),
+            policy: guildhall_ingest::net::FetchPolicy {
+                allow_private: true,
+            },
         })
         .expect("resolver"),
     );

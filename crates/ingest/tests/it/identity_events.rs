@@ -248,6 +248,8 @@ async fn follow(ctx: &Arc<Context>, net: &Net, last_seq: i64, a: &Author) {
             idle_timeout: Duration::from_secs(20),
         },
         recheck_at_start: false,
+        // Quick retries: a test must not wait out production back-off.
+        resync: crate::hostile::resync_config(),
     };
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(indexer::run(ctx.clone(), config, shutdown));

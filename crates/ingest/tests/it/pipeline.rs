@@ -16,7 +16,11 @@ use crate::harness::both;
 use crate::net::{Net, RepoStatusAnswer};
 
 /// Runs the pipeline over `(source, frame)` pairs fed from memory until all are committed.
-async fn replay(ctx: &Arc<Context>, sources: Vec<String>, frames: Vec<(usize, Vec<u8>)>) {
+pub(crate) async fn replay(
+    ctx: &Arc<Context>,
+    sources: Vec<String>,
+    frames: Vec<(usize, Vec<u8>)>,
+) {
     let config = IndexerConfig {
         batch_delay: Duration::from_millis(5),
         resync: crate::hostile::resync_config(),
@@ -34,7 +38,7 @@ async fn replay(ctx: &Arc<Context>, sources: Vec<String>, frames: Vec<(usize, Ve
     feeder.await.expect("feeder");
 }
 
-fn frame(seq: &mut i64, mut f: Forged) -> Vec<u8> {
+pub(crate) fn frame(seq: &mut i64, mut f: Forged) -> Vec<u8> {
     *seq += 1;
     f.wire.seq = *seq;
     f.wire.frame()

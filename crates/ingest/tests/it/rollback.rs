@@ -175,3 +175,74 @@ both!(
     older_snapshot_after_newer_is_refused,
     racing_snapshots_end_at_the_newer
 );
+
+/// A resync answered with an export older than what the pipeline verified (a lagging or
+/// hostile host) is refused: the revoked endorsement stays revoked, the repo keeps its rev.
+async fn resync_answered_with_an_older_repo(store: Store) {
+    use crate::forged::{Account, delete, endorsement};
+    use crate::pipeline::{frame, replay};
+
+    let net = crate::net::Net::start().await.expect("servers");
+    let mut alice = Account::new("alice", 1);
+    let bob = Account::new("bob", 2);
+    net.add_account(alice.did.as_str(), &alice.handle, &alice.key());
+    let mut seq = 0;
+    let mut frames = vec![frame(&mut seq, alice.commit(vec![]))];
+    let endorse = endorsement(1, &bob.did, 80);
+    let path = match &endorse {
+        guildhall_proto::forge::Write::Put { path, .. } => path.clone(),
+        guildhall_proto::forge::Write::Delete { path } => path.clone(),
+    };
+    let c1 = alice.commit(vec![endorse]);
+    let old_rev = c1.wire.rev.clone();
+    let (did, old_car) = alice.export();
+    frames.push(frame(&mut seq, c1));
+    let revoke = alice.commit(vec![delete(&path)]);
+    let new_rev = revoke.wire.rev.clone();
+    frames.push(frame(&mut seq, revoke));
+    // A commit we never see, then one chained on it: the chain breaks and the repo resyncs,
+    // from a host that answers with the export from before the revocation.
+    let _unseen = alice.commit(vec![]);
+    let after = alice.commit(vec![]);
+    frames.push(frame(&mut seq, after));
+    net.set_head(&did, &old_rev, old_car);
+
+    let ctx = crate::firehose::context(store.clone(), &net);
+    replay(
+        &ctx,
+        vec!["memory".to_owned()],
+        frames.into_iter().map(|f| (0, f)).collect(),
+    )
+    .await;
+
+    let calls = net.get_repo_calls();
+    assert!(
+        calls.get(alice.did.as_str()).is_some_and(|n| *n >= 1),
+        "no resync was tried: {calls:?}"
+    );
+    let held = store
+        .endorsements_by_author(alice.did.as_str(), None, 100)
+        .await
+        .expect("read")
+        .items;
+    assert!(
+        held.is_empty(),
+        "the revoked endorsement came back: {held:?}"
+    );
+    let repo = store
+        .repo(alice.did.as_str())
+        .await
+        .expect("repo")
+        .expect("tracked");
+    assert_eq!(
+        repo.rev.as_deref(),
+        Some(new_rev.as_str()),
+        "the repo's rev went back"
+    );
+    assert_eq!(
+        ctx.metrics.verify_failures().get("stale_snapshot"),
+        Some(&1)
+    );
+}
+
+both!(resync_answered_with_an_older_repo);
