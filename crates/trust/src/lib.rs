@@ -7,7 +7,7 @@
 //!   [`TrustGraph::remove`], [`TrustGraph::set_service_cid`]) and a rebuild past ~5% churn.
 //! - [`TrustGraph::rank`] orders candidate providers by hops from the viewer, then the best
 //!   product of edge weights at that many hops, then the number of independent vouchers, with
-//!   a sybil cap per last-hop endorser (results past it follow every other result) and an
+//!   a sybil cap per dominating node (results past it follow every other result) and an
 //!   anchor/quality fallback. [`TrustGraph::path`] answers getTrustPath with the same numbers.
 //! - [`PreparedCandidates`] lets a caller that ranks one candidate set for many viewers
 //!   resolve the operators to nodes and order the unreachable ones once;
@@ -24,6 +24,14 @@
 //!   explains both. A stronger but longer path does not raise the score.
 //! - Vouchers are the distinct last-hop endorsers over all simple paths of ≤ 3 hops; an
 //!   endorser reachable only through the candidate itself does not count.
+//! - A node X *dominates* a result when every path of at most three hops (positive weights)
+//!   from the viewer — or from the anchors, for a result reached only from them — to it
+//!   passes through X. Invariant: for any single node X other than the viewer and the
+//!   anchors, at most `RankOptions::sybil_per_dominator` (2) of the top 10 results are ones
+//!   X dominates, unless fewer than 10 results are under the cap; a result with a path
+//!   avoiding X is not capped by X. Dominators cost nothing extra: a path has at most two
+//!   inner nodes, and the intersection over a candidate's in-edges is kept while it is
+//!   evaluated, from the frontier's record of up to three routes to each two-hop node.
 //! - Ties on equal products go to the smaller record URI; the output never depends on input
 //!   order.
 //! - Creation times are kept to the second (weights decay by the second; `EdgeRef` carries

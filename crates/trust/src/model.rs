@@ -120,10 +120,10 @@ pub struct RankOptions {
     pub half_life_us: i64,
     /// Operators trusted by configuration; seeds of the fallback ranking.
     pub anchors: Vec<String>,
-    /// Sybil cap: per last-hop endorser (the viewer and anchors exempt), only this many
-    /// results rank on their trust; the rest follow every other result (see
-    /// `TrustGraph::rank`). `None` turns the cap off.
-    pub sybil_per_endorser: Option<usize>,
+    /// Sybil cap: per dominating node (one on every path to a result; the viewer and anchors
+    /// exempt), only this many results rank on their trust; the rest follow every other
+    /// result (see `TrustGraph::rank`). `None` turns the cap off.
+    pub sybil_per_dominator: Option<usize>,
     /// How many voucher DIDs to name.
     pub voucher_sample: usize,
 }
@@ -133,7 +133,7 @@ impl Default for RankOptions {
         Self {
             half_life_us: YEAR_US,
             anchors: Vec::new(),
-            sybil_per_endorser: Some(2),
+            sybil_per_dominator: Some(2),
             voucher_sample: 5,
         }
     }

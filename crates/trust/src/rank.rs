@@ -1,5 +1,6 @@
 //! Ranking: the viewer's ≤2-hop frontier (best weight per node, fewest hops first), then a
-//! check of each candidate's in-edges against it, ordering, the sybil cap, and fallback.
+//! check of each candidate's in-edges against it (best path, vouchers, dominators), ordering, the
+//! sybil cap, and fallback.
 //!
 //! Definitions (the brute-force oracle in the tests uses exactly these):
 //! - distance(p): fewest hops of any simple path from the seed(s) to p with every edge weight
@@ -8,6 +9,7 @@
 //!   longer path never raises the score, so the path shown always explains both numbers.
 //!   (Weights are at most 1, so the best walk of the fewest hops is a simple path.)
 //! - vouchers(p): distinct last-hop endorsers over all simple paths of at most 3 hops to p.
+//! - dominators(p): the nodes other than the seeds and p on every such path.
 //! - Ties between equal products go to the lexicographically smaller URI of the deciding edge,
 //!   so output never depends on input order or interning.
 
@@ -28,9 +30,10 @@ struct Reach {
     best: f64,
     /// Last edge of the best path; `NONE` for a seed.
     parent: u32,
-    /// Up to two distinct hop-1 intermediates of 2-hop paths to this node, so a voucher at
-    /// distance 2 can be checked for a route that avoids the candidate itself.
-    vias: [u32; 2],
+    /// Up to three distinct hop-1 intermediates of 2-hop paths to this node, so a voucher at
+    /// distance 2 can be checked for a route that avoids the candidate itself, and the
+    /// dominators of a candidate reached through it told apart (one route left, or several).
+    vias: [u32; 3],
 }
 
 struct Frontier {
@@ -70,6 +73,23 @@ struct Eval {
     last: u32,
     /// Sorted, distinct.
     vouchers: Vec<u32>,
+    /// Dominators (`NONE`-padded): the nodes on every path of at most three hops from the
+    /// seeds, the seeds and the candidate excluded. A path has at most two such nodes, so
+    /// their intersection does too.
+    doms: [u32; 2],
+}
+
+/// The nodes of `a` also in `b`, `NONE`-padded.
+fn intersect(a: [u32; 2], b: [u32; 2]) -> [u32; 2] {
+    let mut out = [NONE; 2];
+    let mut k = 0;
+    for x in a {
+        if x != NONE && b.contains(&x) {
+            out[k] = x;
+            k += 1;
+        }
+    }
+    out
 }
 
 /// Direction of candidate evaluation.
@@ -86,6 +106,8 @@ enum Mode {
 struct Acc {
     best: Option<(u8, f64, u32)>,
     vouchers: Vec<u32>,
+    /// Intersection of the inner nodes of every path offered so far; `None` before the first.
+    doms: Option<[u32; 2]>,
 }
 
 impl Acc {
@@ -98,6 +120,7 @@ impl Acc {
             best,
             last,
             vouchers: self.vouchers,
+            doms: self.doms.unwrap_or([NONE; 2]),
         })
     }
 }
@@ -109,6 +132,7 @@ impl Eval {
             best: 1.0,
             last: NONE,
             vouchers: Vec::new(),
+            doms: [NONE; 2],
         }
     }
 }
@@ -133,7 +157,7 @@ impl Frontier {
                     dist: 0,
                     best: 1.0,
                     parent: NONE,
-                    vias: [NONE; 2],
+                    vias: [NONE; 3],
                 },
             );
         }
@@ -165,7 +189,7 @@ impl Frontier {
                                 dist: 1,
                                 best: val,
                                 parent: e,
-                                vias: [NONE; 2],
+                                vias: [NONE; 3],
                             },
                         );
                     }
@@ -187,8 +211,10 @@ impl Frontier {
                 let val = bx * we;
                 match map.get_mut(&t) {
                     Some(r) => {
-                        if r.vias[0] != x && r.vias[1] == NONE {
-                            r.vias[1] = x;
+                        if !r.vias.contains(&x)
+                            && let Some(free) = r.vias.iter_mut().find(|v| **v == NONE)
+                        {
+                            *free = x;
                         }
                         if beats(g, val, e, r.best, r.parent) {
                             r.best = val;
@@ -202,7 +228,7 @@ impl Frontier {
                                 dist: 2,
                                 best: val,
                                 parent: e,
-                                vias: [x, NONE],
+                                vias: [x, NONE, NONE],
                             },
                         );
                     }
@@ -222,8 +248,23 @@ impl Frontier {
     #[inline]
     fn offer(g: &TrustGraph, acc: &mut Acc, r: &Reach, u: u32, p: u32, e: u32, we: f64) {
         // u vouches only if some simple path to it avoids p (a 2-hop path via another node).
-        if r.dist < 2 || r.vias.iter().any(|&x| x != NONE && x != p) {
+        let mut vias = r.vias.iter().filter(|&&x| x != NONE && x != p);
+        // The inner nodes every path through this edge shares: none from a seed; u from a
+        // node at one hop; from a node at two hops, u and its one route's middle node, or
+        // u alone when several routes avoid p. Intersected over every in-edge offered (of
+        // every length up to three hops), they are exactly p's dominators.
+        let inner = match r.dist {
+            0 => Some([NONE; 2]),
+            1 => Some([u, NONE]),
+            _ => match (vias.next(), vias.next()) {
+                (Some(&y), None) => Some([y, u]),
+                (Some(_), Some(_)) => Some([u, NONE]),
+                (None, _) => None,
+            },
+        };
+        if let Some(inner) = inner {
             acc.vouchers.push(u);
+            acc.doms = Some(acc.doms.map_or(inner, |d| intersect(d, inner)));
         }
         let d = r.dist + 1;
         let val = r.best * we;
@@ -621,15 +662,22 @@ impl TrustGraph {
     /// (`Basis::Fallback` with a distance), same key; then the rest (`Basis::Fallback`, no
     /// distance) by `quality_ppm` descending; ties by operator DID, service URI, index.
     ///
-    /// Then the sybil cap (`RankOptions::sybil_per_endorser`, 2 by default): the *last-hop
-    /// endorser* of a result is the author of the final edge of its explaining path, for paths
-    /// of two or more hops (a one-hop path ends at the viewer or an anchor, who are exempt).
-    /// Per endorser, only the first `sybil_per_endorser` results in the order above keep their
-    /// place; every further result of that endorser is *over the cap* and moves below every
-    /// result that is not, `Basis::Fallback` ones included, keeping its relative order. So
-    /// one compromised endorser places at most that many results among any top N, unless
-    /// fewer than N results are not over the cap (then the excess fills the remaining
-    /// places, still after all the others).
+    /// Then the sybil cap (`RankOptions::sybil_per_dominator`, 2 by default). A node X
+    /// *dominates* a reached result when every path of at most three hops with positive
+    /// weights from the seeds it was reached from (the viewer, or the anchors for a result
+    /// reached only from them) to its operator passes through X. Going down the order
+    /// above, a result keeps its place only while every node dominating it (the viewer and
+    /// the anchors exempt) dominates fewer than `sybil_per_dominator` results kept so far;
+    /// every other result is *over the cap* and moves below every result that is not,
+    /// `Basis::Fallback` ones included, keeping its relative order.
+    ///
+    /// Invariant: for any node X other than the viewer and the anchors, at most
+    /// `sybil_per_dominator` of the results not over the cap are dominated by X; so X places
+    /// at most that many among any top N, unless fewer than N results are not over the cap
+    /// (then the excess fills the remaining places, still after all the others). A result
+    /// with a path avoiding X (an independent voucher) is never capped by X. Whatever the
+    /// shape behind one compromised node (star, chain, tree of intermediates, ring), every
+    /// path into it passes through that node, so it holds at most two of the top ten.
     pub fn rank<S: AsRef<str>>(
         &self,
         viewer: Option<&str>,
@@ -764,24 +812,33 @@ impl TrustGraph {
                 .then(a.candidate.cmp(&b.candidate))
         });
 
-        // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt. A
-        // partition keeps both sides in ranked order, so the result stays deterministic.
-        // Unreached candidates have no endorser: they are never over the cap.
-        let endorser = |e: &Entry| -> Option<u32> {
-            eval_of(e)
-                .filter(|ev| ev.dist >= 2)
-                .map(|ev| self.author_of(ev.last))
+        // Sybil cap. A result's dominators (nodes on every path to it within the hop bound)
+        // are computed with its evaluation; the viewer and the anchors are exempt. A result
+        // keeps its place only while each of its dominators has fewer than `cap` kept
+        // results, so no node holds more than `cap` kept places. A partition keeps both sides
+        // in ranked order, so the result stays deterministic. Unreached candidates have no
+        // dominators: they are never over the cap.
+        let exempt =
+            |x: u32| x == NONE || viewer_node == Some(x) || anchors.binary_search(&x).is_ok();
+        let dominators = |e: &Entry| -> [u32; 2] {
+            eval_of(e).map_or([NONE; 2], |ev| {
+                ev.doms.map(|x| if exempt(x) { NONE } else { x })
+            })
         };
-        let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_endorser {
+        let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_dominator {
             Some(cap) => {
                 let mut counts: IdMap<usize> = IdMap::default();
-                ordered.into_iter().partition(|e| match endorser(e) {
-                    Some(u) => {
-                        let n = counts.entry(u).or_insert(0);
-                        *n += 1;
-                        *n <= cap
+                ordered.into_iter().partition(|e| {
+                    let doms = dominators(e);
+                    let under = doms
+                        .iter()
+                        .all(|x| *x == NONE || counts.get(x).copied().unwrap_or(0) < cap);
+                    if under {
+                        for x in doms.into_iter().filter(|&x| x != NONE) {
+                            *counts.entry(x).or_insert(0) += 1;
+                        }
                     }
-                    None => true,
+                    under
                 })
             }
             None => (ordered, Vec::new()),
@@ -948,7 +1005,7 @@ mod tests {
                 let key = |at: &[u32], evals: &[Eval], s: usize| {
                     evals
                         .get(at[s] as usize)
-                        .map(|e| (e.dist, e.best, e.last, e.vouchers.clone()))
+                        .map(|e| (e.dist, e.best, e.last, e.vouchers.clone(), e.doms))
                 };
                 for s in 0..all.len() {
                     let (a, b) = (key(&pull_at, &pull, s), key(&push_at, &push, s));

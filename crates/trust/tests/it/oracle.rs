@@ -69,6 +69,9 @@ struct Best {
     dist: u8,
     score: f64,
     vouchers: BTreeSet<String>,
+    /// Nodes on every enumerated path (seeds and the node itself excluded later): the
+    /// intersection of the inner nodes of all of them.
+    doms: Option<BTreeSet<String>>,
 }
 
 /// Every simple path of at most three hops from any seed, by depth-first enumeration.
@@ -81,6 +84,7 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
                 dist: 0,
                 score: 1.0,
                 vouchers: BTreeSet::new(),
+                doms: None,
             },
         );
     }
@@ -107,6 +111,7 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
                     dist: u8::MAX,
                     score: 0.0,
                     vouchers: BTreeSet::new(),
+                    doms: None,
                 });
                 if len < b.dist {
                     (b.dist, b.score) = (len, p);
@@ -114,6 +119,11 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
                     b.score = p;
                 }
                 b.vouchers.insert(here.clone());
+                let inner: BTreeSet<String> = path[1..].iter().cloned().collect();
+                b.doms = Some(match b.doms.take() {
+                    None => inner,
+                    Some(d) => d.intersection(&inner).cloned().collect(),
+                });
             }
             if len < 3 {
                 path.push(e.subject.clone());
@@ -128,8 +138,18 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
     best
 }
 
-/// (candidate, basis, distance, score ppm, voucher count, voucher sample, exact score).
-type Row = (usize, Basis, Option<u8>, u32, u32, Vec<String>, f64);
+/// (candidate, basis, distance, score ppm, voucher count, voucher sample, exact score,
+/// dominators with the viewer and anchors removed).
+type Row = (
+    usize,
+    Basis,
+    Option<u8>,
+    u32,
+    u32,
+    Vec<String>,
+    f64,
+    BTreeSet<String>,
+);
 
 /// What the ranker must return, before the sybil cap.
 fn expected(
@@ -185,8 +205,13 @@ fn expected(
                     b.vouchers.len() as u32,
                     b.vouchers.iter().take(5).cloned().collect(),
                     b.score,
+                    b.doms
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|x| viewer != Some(x.as_str()) && !anchors.contains(x))
+                        .collect(),
                 ),
-                None => (i, basis, None, 0, 0, Vec::new(), 0.0),
+                None => (i, basis, None, 0, 0, Vec::new(), 0.0, BTreeSet::new()),
             }
         })
         .collect()
@@ -229,23 +254,21 @@ fn check_path(
     assert_eq!(product, score, "the path explains the score exactly");
 }
 
-/// The sybil cap applied to an uncapped ranking: per last-hop endorser of a path of two or
-/// more hops, the first two results stay; the others follow every other result, in order.
-fn sybil_capped(r: &[Ranked]) -> Vec<usize> {
-    let endorser = |x: &Ranked| {
-        (x.path.len() >= 2)
-            .then(|| x.path.last().map(|e| e.from.clone()))
-            .flatten()
-    };
+/// The sybil cap applied to an uncapped ranking, from the brute-force dominators: going down
+/// the order, a result stays while each node dominating it dominates fewer than two results
+/// kept so far; the others follow every other result, in order.
+fn sybil_capped(r: &[Ranked], want: &[Row]) -> Vec<usize> {
+    let doms: BTreeMap<usize, &BTreeSet<String>> = want.iter().map(|w| (w.0, &w.7)).collect();
     let (mut kept, mut over, mut counts) = (Vec::new(), Vec::new(), BTreeMap::new());
     for x in r {
-        match endorser(x) {
-            Some(u) if counts.get(&u).copied().unwrap_or(0) >= 2 => over.push(x.candidate),
-            Some(u) => {
+        let d = doms.get(&x.candidate).copied().cloned().unwrap_or_default();
+        if d.iter().all(|u| counts.get(u).copied().unwrap_or(0) < 2) {
+            for u in d {
                 *counts.entry(u).or_insert(0) += 1;
-                kept.push(x.candidate);
             }
-            None => kept.push(x.candidate),
+            kept.push(x.candidate);
+        } else {
+            over.push(x.candidate);
         }
     }
     kept.into_iter().chain(over).collect()
@@ -300,7 +323,7 @@ proptest! {
         let anchors: Vec<String> = (0..3).filter(|b| anchor_mask & (1 << b) != 0).map(|b| node(b + 4)).collect();
         let want = expected(&list, viewer.as_deref(), &anchors, cap, &cands);
 
-        let free = RankOptions { anchors: anchors.clone(), sybil_per_endorser: None, ..RankOptions::default() };
+        let free = RankOptions { anchors: anchors.clone(), sybil_per_dominator: None, ..RankOptions::default() };
         for graph in [&g, &g.rebuilt().unwrap_or_else(|e| panic!("{e}"))] {
             let got = graph.rank(viewer.as_deref(), cap, &cands, NOW, &free);
             let got_rows: Vec<_> = got
@@ -335,7 +358,7 @@ proptest! {
             }
             // The sybil cap is a stable demotion of the uncapped order.
             let capped = graph.rank(viewer.as_deref(), cap, &cands, NOW, &RankOptions { anchors: anchors.clone(), ..RankOptions::default() });
-            prop_assert_eq!(capped.iter().map(|x| x.candidate).collect::<Vec<_>>(), sybil_capped(&got));
+            prop_assert_eq!(capped.iter().map(|x| x.candidate).collect::<Vec<_>>(), sybil_capped(&got, &want));
         }
     }
 }
