@@ -54,9 +54,21 @@ pub fn created_seconds(created_at_us: i64) -> u32 {
         .clamp(0, i64::from(u32::MAX)) as u32
 }
 
+/// How far past `now` a `createdAt` may lie and still count: clocks of honest writers drift
+/// by seconds, not minutes.
+pub const MAX_CLOCK_SKEW_S: i64 = 300;
+
 /// strength/100 · 2^(−age/τ) · κ, with age in whole seconds (`now` floored to the second,
-/// creation as [`created_seconds`]). Age is clamped at zero (a record dated in the future is
-/// treated as brand new), and a non-positive τ disables decay.
+/// creation as [`created_seconds`]). A record dated more than [`MAX_CLOCK_SKEW_S`] after
+/// `now` weighs zero until then: a future date would otherwise keep it brand new (undecayed)
+/// until that date. Within the skew its age is clamped at zero. A non-positive τ disables
+/// decay.
+///
+/// Why refusal and not decay from first-seen time: `createdAt` is the only time the record
+/// itself carries; a first-seen time differs per instance, resets on a backfill or a fresh
+/// index, and would make rankings depend on when this instance happened to look. Refusal
+/// keeps the weight a function of the record and `now` alone, and makes a future date
+/// strictly worse for its writer than an honest one.
 pub fn base_weight(
     strength: u8,
     created_s: u32,
@@ -64,11 +76,14 @@ pub fn base_weight(
     half_life_us: i64,
     kappa: f64,
 ) -> f64 {
+    let age_s = now_us
+        .div_euclid(1_000_000)
+        .saturating_sub(i64::from(created_s));
+    if age_s < -MAX_CLOCK_SKEW_S {
+        return 0.0;
+    }
     let decay = if half_life_us > 0 {
-        let age_s = now_us
-            .div_euclid(1_000_000)
-            .saturating_sub(i64::from(created_s))
-            .max(0);
+        let age_s = age_s.max(0);
         (-(age_s as f64 * 1e6) / half_life_us as f64).exp2()
     } else {
         1.0
@@ -150,10 +165,17 @@ mod tests {
         assert_eq!(base_weight(100, 0, 0, t, 1.0), 1.0);
         assert!((base_weight(100, 0, t, t, 1.0) - 0.5).abs() < 1e-12);
         assert!((base_weight(50, 0, 2 * t, t, 0.5) - 0.0625).abs() < 1e-12);
+        // Within the clock skew a future date counts as new; beyond it, not at all, however
+        // far: it must not stay undecayed until its date.
+        let skew = MAX_CLOCK_SKEW_S as u32;
+        assert_eq!(base_weight(80, 10, 0, t, 1.0), 0.8, "within the skew");
+        assert_eq!(base_weight(80, skew, 0, t, 1.0), 0.8, "at the skew");
+        assert_eq!(base_weight(80, skew + 1, 0, t, 1.0), 0.0, "past the skew");
+        assert_eq!(base_weight(80, u32::MAX, 0, t, 1.0), 0.0, "far future");
         assert_eq!(
-            base_weight(80, 10, 0, t, 1.0),
-            0.8,
-            "future-dated counts as new"
+            base_weight(80, u32::MAX, 0, 0, 1.0),
+            0.0,
+            "even without decay"
         );
         assert_eq!(to_ppm(0.5), 500_000);
         assert_eq!(to_ppm(-1.0), 0);

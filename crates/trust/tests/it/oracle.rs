@@ -279,7 +279,14 @@ fn spec() -> impl Strategy<Value = Spec> {
         0..NODES,
         0..NODES,
         prop_oneof![Just(100i64), Just(50), 1i64..=100],
-        prop_oneof![Just(0i64), 0..4 * YEAR_US],
+        // Future dates too: within the clock skew (counts as new) and past it (refused).
+        prop_oneof![
+            Just(0i64),
+            0..4 * YEAR_US,
+            Just(-100_000_000),
+            Just(-400_000_000),
+            Just(-10 * YEAR_US)
+        ],
         0..CAPS.len(),
         0u8..8,
         0u8..8,

@@ -194,6 +194,34 @@ fn decay_halves_each_half_life() {
 const YEAR_US_: i64 = guildhall_trust::YEAR_US;
 
 #[test]
+fn future_dated_endorsements_do_not_stay_new() {
+    let mut e = Edges::default();
+    // Ten years ahead: under the old rule brand new (weight 1) for ten years.
+    e.add("v", "far", 100, &[], -10 * YEAR_DAYS);
+    // A minute ahead: a drifting clock, within the skew.
+    e.add("v", "near", 100, &[], 0).created_at_us = NOW + 60_000_000;
+    let mut g = e.graph();
+    // The same through the overlay.
+    let mut later = Edges::default();
+    later.list.push(e.list[0].clone());
+    later.list[0].uri = e.list[0]
+        .uri
+        .replace("dev.guildhall.endorsement", "dev.guildhall.other");
+    later.list[0].subject = did("far2");
+    assert!(g.add(&later.list[0]).is_ok());
+    let cands = [cand("far", 0), cand("near", 0), cand("far2", 0)];
+    let r = rank(&g, Some("v"), None, &cands);
+    assert_eq!(of(&r, 0).distance, None, "refused, not brand new");
+    assert_eq!(of(&r, 2).distance, None, "refused through the overlay too");
+    assert_eq!(of(&r, 1).score_ppm, 1_000_000, "within the skew: new");
+    // From its date on, the far one counts and decays like any other.
+    let at = NOW + 10 * YEAR_US_;
+    let opts = RankOptions::default();
+    let r = g.rank(Some(&did("v")), None, &cands, at + YEAR_US_, &opts);
+    assert_eq!(of(&r, 0).score_ppm, ppm(0.5));
+}
+
+#[test]
 fn expiry_is_exclusive_of_its_instant() {
     let mut e = Edges::default();
     e.add("v", "a", 100, &[], 0).expires_at_us = Some(NOW);
