@@ -15,8 +15,14 @@
 //!   it reaches, and returns a compact [`Ranking`] that explains candidates on demand.
 //! - Edge weight = strength/100 · 2^(−age/τ) · κ, κ = 1 if the endorsement covers the queried
 //!   capability (exact, or a `.`-namespace prefix: `sms` covers `sms.send`), 0.5 if unscoped,
-//!   0 otherwise; zero when expired, deleted, pinned to a service CID that is no longer
-//!   current, or a self-endorsement. See [`weight`].
+//!   0 otherwise; with several queried capabilities, the best of them per edge (so their
+//!   order never matters). With none queried, edges count fully, except that the final
+//!   edge of a path into a service whose capabilities the graph knows
+//!   ([`TrustGraph::set_service_capabilities`]) counts only if unscoped or covering one of
+//!   them: an endorsement scoped to email does not vouch for the same operator's SMS
+//!   service. Zero when expired, deleted, pinned to a service CID that is no longer
+//!   current, a self-endorsement, or dated more than five minutes after `now` (see
+//!   [`weight::base_weight`]). See [`weight`].
 //!
 //! Decisions worth knowing:
 //! - Distance is the fewest hops (≤ 3) of a path with every weight positive; the score is the

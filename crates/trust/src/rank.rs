@@ -15,10 +15,11 @@
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use crate::graph::{IdMap, NONE, TrustGraph, Weigher};
 use crate::model::{Basis, CandidateProvider, RankOptions, Ranked, TrustPath, Vouchers};
-use crate::weight::to_ppm;
+use crate::weight::{Capabilities, to_ppm};
 
 /// Hop limit of every path.
 pub const MAX_HOPS: u8 = 3;
@@ -397,6 +398,9 @@ struct Evaluator {
     at: Vec<u32>,
     evals: Vec<Eval>,
     zero: Option<usize>,
+    /// Evaluations with the final edge weighed against what a service offers, per
+    /// (operator node, offered capability set).
+    offered: HashMap<(u32, u32), Option<usize>>,
 }
 
 impl Evaluator {
@@ -413,7 +417,31 @@ impl Evaluator {
             at,
             evals,
             zero: None,
+            offered: HashMap::new(),
         }
+    }
+
+    /// The evaluation of `node` with each final edge weighed against capability set
+    /// `offered` (a query naming no capability, a service offering these): a pull over the
+    /// node's in-edges, done once per pair and only for candidates the frontier reaches.
+    fn offered(
+        &mut self,
+        g: &TrustGraph,
+        node: u32,
+        offered: u32,
+        now_us: i64,
+        half_life_us: i64,
+    ) -> Option<usize> {
+        if let Some(&r) = self.offered.get(&(node, offered)) {
+            return r;
+        }
+        let mut w = g.offered_weigher(offered, now_us, half_life_us);
+        let r = self.frontier.evaluate(g, &mut w, node).map(|ev| {
+            self.evals.push(ev);
+            self.evals.len() - 1
+        });
+        self.offered.insert((node, offered), r);
+        r
     }
 
     /// The distance-0 answer, for a candidate that is itself a seed.
@@ -678,10 +706,10 @@ impl TrustGraph {
     /// with a path avoiding X (an independent voucher) is never capped by X. Whatever the
     /// shape behind one compromised node (star, chain, tree of intermediates, ring), every
     /// path into it passes through that node, so it holds at most two of the top ten.
-    pub fn rank<S: AsRef<str>>(
+    pub fn rank<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
@@ -695,10 +723,10 @@ impl TrustGraph {
     /// [`prepare`](Self::prepare) of these same candidates, against this graph or any other:
     /// a stale preparation is resolved again for this call). The answer is the same, in a
     /// compact form that describes candidates no path reaches only when asked.
-    pub fn rank_prepared<S: AsRef<str>>(
+    pub fn rank_prepared<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         prepared: &PreparedCandidates,
         now_us: i64,
@@ -721,7 +749,18 @@ impl TrustGraph {
             &fresh
         };
         let nodes = &prepared.nodes;
-        let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let queries = capability.list();
+        let mut w = self.weigher(&queries, now_us, opts.half_life_us);
+        // With no capability queried, a reached candidate's final edges are weighed against
+        // what its service offers (when the graph knows it).
+        let offered = |i: usize, ev: &Eval| -> Option<(u32, u32)> {
+            if !queries.is_empty() || ev.dist == 0 {
+                return None;
+            }
+            let o = self.offered_by(candidates[i].service.as_ref());
+            (o != 0).then_some(())?;
+            Some((nodes[i]?, o))
+        };
         let viewer_node = viewer.and_then(|v| self.node(v));
         // Compared by node: interning is a bijection, and an operator without a node can
         // only be a viewer without one.
@@ -761,6 +800,9 @@ impl TrustGraph {
                 } else {
                     ev.get(slot)
                 };
+                if let Some((n, o)) = entry.eval.and_then(|x| offered(i, &ev.evals[x])) {
+                    entry.eval = ev.offered(self, n, o, now_us, opts.half_life_us);
+                }
                 entry.source = Source::Viewer;
             }
             if entry.eval.is_none() && !opts.anchors.is_empty() {
@@ -771,6 +813,9 @@ impl TrustGraph {
                 } else {
                     ev.get(slot)
                 };
+                if let Some((n, o)) = entry.eval.and_then(|x| offered(i, &ev.evals[x])) {
+                    entry.eval = ev.offered(self, n, o, now_us, opts.half_life_us);
+                }
                 entry.source = Source::Anchors;
             }
             if entry.eval.is_none() {
@@ -901,11 +946,11 @@ impl TrustGraph {
 
     /// The best path of at most three hops from `from` to `to` (fewest hops, then largest
     /// product), for getTrustPath. `None` if there is none or either DID is unknown.
-    pub fn path(
+    pub fn path<C: Capabilities>(
         &self,
         from: &str,
         to: &str,
-        capability: Option<&str>,
+        capability: C,
         now_us: i64,
         opts: &RankOptions,
     ) -> Option<TrustPath> {
@@ -919,7 +964,7 @@ impl TrustGraph {
         }
         let a = self.node(from)?;
         let b = self.node(to)?;
-        let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let mut w = self.weigher(&capability.list(), now_us, opts.half_life_us);
         let f = Frontier::compute(self, &mut w, &[a]);
         let ev = f.evaluate(self, &mut w, b)?;
         let edges = if ev.last == NONE {
@@ -998,7 +1043,7 @@ mod tests {
         let mut compared = 0;
         for seed in 0..20u32 {
             for cap in [None, Some("s")] {
-                let mut w = g.weigher(cap, 1 << 50, crate::model::YEAR_US);
+                let mut w = g.weigher(cap.as_slice(), 1 << 50, crate::model::YEAR_US);
                 let f = Frontier::compute(&g, &mut w, &[seed]);
                 let (pull_at, pull) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Pull);
                 let (push_at, push) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Push);

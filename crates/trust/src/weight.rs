@@ -29,6 +29,67 @@ pub(crate) fn covering_prefixes(query: &str) -> impl Iterator<Item = &str> {
         .chain(std::iter::once(query))
 }
 
+/// The capabilities a query names: none (`None`, an empty slice), one (`Some(c)`), or
+/// several (a slice or `Vec`). Several weigh each edge by its best match among them, so
+/// their order never matters.
+pub trait Capabilities {
+    /// The named capabilities.
+    fn list(&self) -> Vec<&str>;
+}
+
+impl Capabilities for Option<&str> {
+    fn list(&self) -> Vec<&str> {
+        self.iter().copied().collect()
+    }
+}
+
+impl<S: AsRef<str>> Capabilities for &[S] {
+    fn list(&self) -> Vec<&str> {
+        self.iter().map(AsRef::as_ref).collect()
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> Capabilities for &[S; N] {
+    fn list(&self) -> Vec<&str> {
+        self.iter().map(AsRef::as_ref).collect()
+    }
+}
+
+impl<S: AsRef<str>> Capabilities for &Vec<S> {
+    fn list(&self) -> Vec<&str> {
+        self.iter().map(AsRef::as_ref).collect()
+    }
+}
+
+/// κ(scope, queried capabilities): the best of [`kappa`] over them (so independent of their
+/// order); with none, 1.
+pub fn kappa_best<S: AsRef<str>>(capabilities: &[S], queries: &[&str]) -> f64 {
+    if queries.is_empty() {
+        return KAPPA_MATCH;
+    }
+    queries
+        .iter()
+        .map(|q| kappa(capabilities, Some(q)))
+        .fold(0.0, f64::max)
+}
+
+/// κ of the final edge of a path when the query names no capability, weighed against what
+/// the candidate service offers: an unscoped endorsement counts fully (it vouches for the
+/// operator), a scoped one fully if it covers one of `offered`, not at all otherwise.
+pub fn kappa_offered<S: AsRef<str>, T: AsRef<str>>(capabilities: &[S], offered: &[T]) -> f64 {
+    if capabilities.is_empty()
+        || offered.iter().any(|o| {
+            capabilities
+                .iter()
+                .any(|e| capability_covers(e.as_ref(), o.as_ref()))
+        })
+    {
+        KAPPA_MATCH
+    } else {
+        0.0
+    }
+}
+
 /// κ(scope, capability). With no queried capability every endorsement counts fully.
 pub fn kappa<S: AsRef<str>>(capabilities: &[S], query: Option<&str>) -> f64 {
     let Some(q) = query else {
@@ -101,6 +162,23 @@ pub fn endorsement_weight(
     half_life_us: i64,
     current_service_cid: Option<&str>,
 ) -> f64 {
+    endorsement_weight_with(
+        e,
+        kappa(&e.capabilities, capability),
+        now_us,
+        half_life_us,
+        current_service_cid,
+    )
+}
+
+/// [`endorsement_weight`] with κ given (from [`kappa_best`] or [`kappa_offered`]).
+pub fn endorsement_weight_with(
+    e: &Endorsement,
+    kappa: f64,
+    now_us: i64,
+    half_life_us: i64,
+    current_service_cid: Option<&str>,
+) -> f64 {
     if e.author == e.subject || !(1..=100).contains(&e.strength) {
         return 0.0;
     }
@@ -117,7 +195,7 @@ pub fn endorsement_weight(
         created_seconds(e.created_at_us),
         now_us,
         half_life_us,
-        kappa(&e.capabilities, capability),
+        kappa,
     )
 }
 
@@ -157,6 +235,16 @@ mod tests {
         assert_eq!(kappa(&none, Some("sms.send")), 0.5);
         assert_eq!(kappa(&["email"], Some("sms.send")), 0.0);
         assert_eq!(kappa(&["email"], None), 1.0);
+        // Best match over several queried capabilities, in any order.
+        assert_eq!(kappa_best(&["email"], &["sms.send", "email"]), 1.0);
+        assert_eq!(kappa_best(&["email"], &["email", "sms.send"]), 1.0);
+        assert_eq!(kappa_best(&none, &["email", "sms.send"]), 0.5);
+        assert_eq!(kappa_best(&["x"], &["email", "sms.send"]), 0.0);
+        assert_eq!(kappa_best(&["x"], &[]), 1.0);
+        // Against what a service offers when nothing is queried.
+        assert_eq!(kappa_offered(&["sms"], &["email", "sms.send"]), 1.0);
+        assert_eq!(kappa_offered(&["sms"], &["email"]), 0.0);
+        assert_eq!(kappa_offered(&none, &["email"]), 1.0);
     }
 
     #[test]

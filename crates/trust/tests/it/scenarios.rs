@@ -503,3 +503,70 @@ fn deterministic_under_shuffled_input() {
         }
     }
 }
+
+#[test]
+fn several_capabilities_weigh_by_best_match_in_any_order() {
+    let mut e = Edges::default();
+    e.add("v", "mail", 80, &["email"], 0);
+    e.add("v", "text", 60, &["sms.send"], 0);
+    e.add("v", "any", 100, &[], 0);
+    let g = e.graph();
+    let cands = [cand("mail", 0), cand("text", 0), cand("any", 0)];
+    let scores = |q: &[&str]| -> Vec<(usize, u32)> {
+        g.rank(Some(&did("v")), q, &cands, NOW, &RankOptions::default())
+            .into_iter()
+            .map(|x| (x.candidate, x.score_ppm))
+            .collect()
+    };
+    let a = scores(&["sms.send", "email"]);
+    let b = scores(&["email", "sms.send"]);
+    assert_eq!(a, b, "order of the queried capabilities does not matter");
+    // Each scoped endorsement counts fully for the capability it names; unscoped, half.
+    assert_eq!(a, [(0, 800_000), (1, 600_000), (2, 500_000)]);
+}
+
+#[test]
+fn with_no_capability_queried_scope_is_weighed_against_the_service() {
+    // The viewer endorses op for email only; op also runs an sms service. Nothing queried:
+    // the email service is vouched for, the sms one is not (it was, fully, before).
+    let mut e = Edges::default();
+    e.add("v", "op", 100, &["email"], 0);
+    e.add("v", "friend", 100, &[], 0);
+    e.add("friend", "op", 50, &[], 0);
+    let mut g = e.graph();
+    let svc = |name: &str| format!("at://{}/dev.guildhall.service/{name}", did("op"));
+    let ok = g.set_service_capabilities(&svc("mail"), &["email"]).is_ok()
+        && g.set_service_capabilities(&svc("sms"), &["sms.send"])
+            .is_ok();
+    assert!(ok);
+    let mk = |name: &str| guildhall_trust::CandidateProvider {
+        operator: did("op"),
+        service: svc(name),
+        quality_ppm: 0,
+    };
+    let cands = [mk("mail"), mk("sms"), mk("unknown")];
+    let r = rank(&g, Some("v"), None, &cands);
+    // Email: the direct, email-scoped endorsement.
+    assert_eq!(
+        (of(&r, 0).distance, of(&r, 0).score_ppm),
+        (Some(1), 1_000_000)
+    );
+    // Sms: the scoped endorsement does not cover it; only the unscoped path via friend.
+    assert_eq!(
+        (of(&r, 1).distance, of(&r, 1).score_ppm),
+        (Some(2), 500_000)
+    );
+    assert_eq!(of(&r, 1).vouchers.sample, [did("friend")]);
+    // A service whose capabilities the graph does not know is weighed as before.
+    assert_eq!(
+        (of(&r, 2).distance, of(&r, 2).score_ppm),
+        (Some(1), 1_000_000)
+    );
+    // The same through a rebuild, and forgotten with the service.
+    let Ok(mut h) = g.rebuilt() else {
+        panic!("rebuild")
+    };
+    assert_eq!(rank(&h, Some("v"), None, &cands), r);
+    h.clear_service(&svc("sms"));
+    assert_eq!(of(&rank(&h, Some("v"), None, &cands), 1).distance, Some(1));
+}
