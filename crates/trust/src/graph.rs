@@ -927,7 +927,7 @@ impl TrustGraph {
         p.checked_sub(1).map_or(NONE, |a| a as u32)
     }
 
-    fn subject_of(&self, e: u32) -> u32 {
+    pub(crate) fn subject_of(&self, e: u32) -> u32 {
         if e & OVERLAY_BIT != 0 {
             return self
                 .overlay

@@ -35,6 +35,12 @@ struct Reach {
     /// distance 2 can be checked for a route that avoids the candidate itself, and the
     /// dominators of a candidate reached through it told apart (one route left, or several).
     vias: [u32; 3],
+    /// At two hops: the hop-1 node of the best path, and the best path through any other
+    /// hop-1 node (`alt_parent` its last edge, `NONE` if none). A candidate that is itself
+    /// `via` cannot use the best path (it would pass through it twice) and takes `alt`.
+    via: u32,
+    alt: f64,
+    alt_parent: u32,
 }
 
 struct Frontier {
@@ -159,6 +165,9 @@ impl Frontier {
                     best: 1.0,
                     parent: NONE,
                     vias: [NONE; 3],
+                    via: NONE,
+                    alt: 0.0,
+                    alt_parent: NONE,
                 },
             );
         }
@@ -191,6 +200,9 @@ impl Frontier {
                                 best: val,
                                 parent: e,
                                 vias: [NONE; 3],
+                                via: NONE,
+                                alt: 0.0,
+                                alt_parent: NONE,
                             },
                         );
                     }
@@ -218,8 +230,20 @@ impl Frontier {
                             *free = x;
                         }
                         if beats(g, val, e, r.best, r.parent) {
+                            // The old best becomes the best through another node, unless
+                            // it came through this one.
+                            if r.via != x {
+                                r.alt = r.best;
+                                r.alt_parent = r.parent;
+                            }
                             r.best = val;
                             r.parent = e;
+                            r.via = x;
+                        } else if r.via != x
+                            && (r.alt_parent == NONE || beats(g, val, e, r.alt, r.alt_parent))
+                        {
+                            r.alt = val;
+                            r.alt_parent = e;
                         }
                     }
                     None => {
@@ -230,6 +254,9 @@ impl Frontier {
                                 best: val,
                                 parent: e,
                                 vias: [x, NONE, NONE],
+                                via: x,
+                                alt: 0.0,
+                                alt_parent: NONE,
                             },
                         );
                     }
@@ -267,8 +294,19 @@ impl Frontier {
             acc.vouchers.push(u);
             acc.doms = Some(acc.doms.map_or(inner, |d| intersect(d, inner)));
         }
+        // A best path to u through p itself is no path to p: take u's best through another
+        // hop-1 node, or none. (When weights into p are those of the frontier, p is then
+        // at one hop and this never decides; it does when the final edge is weighed apart.)
+        let (best, _) = if r.dist == 2 && r.via == p {
+            if r.alt_parent == NONE {
+                return;
+            }
+            (r.alt, r.alt_parent)
+        } else {
+            (r.best, r.parent)
+        };
         let d = r.dist + 1;
-        let val = r.best * we;
+        let val = best * we;
         let take = match acc.best {
             None => true,
             Some((bd, bv, be)) => d < bd || (d == bd && beats(g, val, e, bv, be)),
@@ -380,10 +418,18 @@ impl Frontier {
     /// The edges of the best path ending with edge `last`, seed first.
     fn path_edges(&self, g: &TrustGraph, last: u32) -> Vec<u32> {
         let mut edges = Vec::with_capacity(usize::from(MAX_HOPS));
+        let target = g.subject_of(last);
         let mut e = last;
         while e != NONE && edges.len() < usize::from(MAX_HOPS) {
             edges.push(e);
-            e = self.map.get(&g.author_of(e)).map_or(NONE, |r| r.parent);
+            // As in `offer`: a best path through the target is replaced by the alternative.
+            e = self.map.get(&g.author_of(e)).map_or(NONE, |r| {
+                if r.dist == 2 && r.via == target {
+                    r.alt_parent
+                } else {
+                    r.parent
+                }
+            });
         }
         edges.reverse();
         edges
