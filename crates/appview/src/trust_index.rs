@@ -22,7 +22,7 @@ use guildhall_store::{
 };
 use guildhall_trust::{
     BuildOptions, CandidateProvider, Endorsement, GraphStats, PreparedCandidates, RankOptions,
-    Ranked, Ranking, TrustError, TrustGraph, TrustPath,
+    Ranked, Ranking, TrustError, TrustGraph, TrustPath, weight::Capabilities,
 };
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -126,7 +126,8 @@ pub fn to_endorsement(row: &EndorsementRow) -> Option<Endorsement> {
 enum Op {
     Add(Endorsement),
     Remove(String),
-    SetService(String, String),
+    /// A service's current CID and the capabilities it offers.
+    SetService(String, String, Vec<String>),
     ClearService(String),
     /// An account stopped being active: everything the store now hides of it goes.
     RemoveOperator(String),
@@ -140,6 +141,7 @@ async fn build_from_store(
     opts: &TrustIndexOptions,
 ) -> Result<TrustGraph, TrustIndexError> {
     let cids = store.service_cids().await?;
+    let offered = store.service_capabilities().await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EndorsementRow>>(1);
     let build = opts.build.clone();
     let builder = tokio::task::spawn_blocking(move || {
@@ -160,6 +162,13 @@ async fn build_from_store(
         }
         for (uri, cid) in &cids {
             g.set_service_cid(uri, cid)?;
+        }
+        // Rows come by URI: one service's capabilities are contiguous.
+        for group in offered.chunk_by(|a, b| a.0 == b.0) {
+            let caps: Vec<&str> = group.iter().map(|(_, c)| c.as_str()).collect();
+            if let Some((uri, _)) = group.first() {
+                g.set_service_capabilities(uri, &caps)?;
+            }
         }
         Ok::<_, TrustIndexError>(g)
     });
@@ -244,10 +253,10 @@ impl TrustIndex {
     }
 
     /// Ranks candidates against the current graph; returns the generation it used.
-    pub fn rank<S: AsRef<str>>(
+    pub fn rank<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
@@ -264,10 +273,10 @@ impl TrustIndex {
     /// [`rank`](Self::rank) with the candidates' preparation kept in `slot` (see
     /// [`PreparedCandidates`]): refreshed there first when the graph moved on, so the many
     /// rankings of one cached candidate set share the work.
-    pub fn rank_prepared<S: AsRef<str>>(
+    pub fn rank_prepared<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         slot: &Mutex<Arc<PreparedCandidates>>,
         now_us: i64,
@@ -295,11 +304,11 @@ impl TrustIndex {
     }
 
     /// The best path from `from` to `to` (getTrustPath).
-    pub fn path(
+    pub fn path<C: Capabilities>(
         &self,
         from: &str,
         to: &str,
-        capability: Option<&str>,
+        capability: C,
         now_us: i64,
         opts: &RankOptions,
     ) -> Option<TrustPath> {
@@ -404,9 +413,13 @@ impl TrustIndex {
                         None => ops.push(Op::Remove(rec.uri.clone())),
                     }
                 }
-                Change::UpsertRecord(rec, Some(IndexRow::Service(_))) => {
+                Change::UpsertRecord(rec, Some(IndexRow::Service(svc))) => {
                     services = true;
-                    ops.push(Op::SetService(rec.uri.clone(), rec.cid.clone()));
+                    ops.push(Op::SetService(
+                        rec.uri.clone(),
+                        rec.cid.clone(),
+                        svc.capabilities.clone(),
+                    ));
                 }
                 Change::UpsertRecord(rec, _) => {
                     // A new version without an index row replaces (and so retracts) the old.
@@ -451,7 +464,10 @@ impl TrustIndex {
                     Op::Remove(uri) => {
                         g.remove(&uri);
                     }
-                    Op::SetService(uri, cid) => g.set_service_cid(&uri, &cid)?,
+                    Op::SetService(uri, cid, caps) => {
+                        g.set_service_cid(&uri, &cid)?;
+                        g.set_service_capabilities(&uri, &caps)?;
+                    }
                     Op::ClearService(uri) => g.clear_service(&uri),
                     Op::RemoveOperator(did) => {
                         g.remove_operator(&did);
@@ -655,7 +671,7 @@ async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result
         }
     }
     for svc in store.services_of(did).await? {
-        ops.push(Op::SetService(svc.uri, svc.cid));
+        ops.push(Op::SetService(svc.uri, svc.cid, svc.capabilities));
     }
     Ok(())
 }

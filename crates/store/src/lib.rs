@@ -380,6 +380,12 @@ impl Store {
         dispatch!(self.service_cids())
     }
 
+    /// `(uri, capability)` of every visible service's capabilities, by URI then capability
+    /// (for the trust graph: what each service offers).
+    pub async fn service_capabilities(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.service_capabilities())
+    }
+
     /// The latest rejections, newest first.
     pub async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>, StoreError> {
         dispatch!(self.rejections(limit))
