@@ -126,6 +126,13 @@ pub struct RankOptions {
     pub sybil_per_dominator: Option<usize>,
     /// How many voucher DIDs to name.
     pub voucher_sample: usize,
+    /// Work budget of one frontier, in edges: the out-edges of hop-1 nodes scanned for the
+    /// second hop. Past it only the most trusted hop-1 nodes are expanded (those whose
+    /// out-edges fit, best first); the others still end paths (`seed → x → candidate`) but
+    /// lead no further, and [`Ranking::frontier_cut`](crate::Ranking::frontier_cut) says so.
+    /// The first hop costs the seeds' own out-degree, and evaluating candidates at most their
+    /// in-degree, neither of which a viewer's neighbourhood can inflate.
+    pub frontier_budget: usize,
 }
 
 impl Default for RankOptions {
@@ -135,6 +142,7 @@ impl Default for RankOptions {
             anchors: Vec::new(),
             sybil_per_dominator: Some(2),
             voucher_sample: 5,
+            frontier_budget: 1_000_000,
         }
     }
 }

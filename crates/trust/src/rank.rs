@@ -45,6 +45,8 @@ struct Reach {
 
 struct Frontier {
     seeds: Vec<u32>,
+    /// Whether the work budget left some hop-1 nodes unexpanded.
+    cut: bool,
     map: IdMap<Reach>,
     /// One bit per node: in `map`. The in-edge scan of a popular candidate mostly meets
     /// nodes outside the frontier, and a bit test in a cache-resident bitmap rejects them far
@@ -154,8 +156,9 @@ fn beats(g: &TrustGraph, val: f64, e: u32, best: f64, cur: u32) -> bool {
 }
 
 impl Frontier {
-    /// Best reach of every node within two hops of `seeds`.
-    fn compute(g: &TrustGraph, w: &mut Weigher<'_>, seeds: &[u32]) -> Self {
+    /// Best reach of every node within two hops of `seeds`, expanding hop-1 nodes only
+    /// while their out-edges fit in `budget` (see [`RankOptions::frontier_budget`]).
+    fn compute(g: &TrustGraph, w: &mut Weigher<'_>, seeds: &[u32], budget: usize) -> Self {
         let mut map = IdMap::default();
         for &s in seeds {
             map.insert(
@@ -208,6 +211,33 @@ impl Frontier {
                     }
                 }
             });
+        }
+        // The work budget: the second layer scans the out-edges of hop-1 nodes. When they
+        // exceed it, only the most trusted hop-1 nodes are expanded (best weight, then the
+        // smaller URI of the deciding edge, as everywhere), a prefix whose out-edges fit. The
+        // answer is then exact for the graph without the others' out-edges.
+        let mut cut = false;
+        let total: usize = layer1.iter().map(|&x| g.out_degree(x)).sum();
+        if total > budget {
+            let key = |x: &u32| {
+                map.get(x)
+                    .map_or((0.0, NONE), |r: &Reach| (r.best, r.parent))
+            };
+            layer1.sort_by(|a, b| {
+                let ((va, ea), (vb, eb)) = (key(a), key(b));
+                vb.total_cmp(&va)
+                    .then_with(|| g.edge_uri(ea).cmp(&g.edge_uri(eb)))
+            });
+            let mut spent = 0usize;
+            let keep = layer1
+                .iter()
+                .take_while(|&&x| {
+                    spent += g.out_degree(x);
+                    spent <= budget
+                })
+                .count();
+            layer1.truncate(keep);
+            cut = true;
         }
         // At most this many nodes join: reserving spares the rehashes of a growing map.
         map.reserve(layer1.iter().map(|&x| g.out_degree(x)).sum());
@@ -265,6 +295,7 @@ impl Frontier {
         }
         Self {
             seeds,
+            cut,
             map,
             mask: OnceCell::new(),
             node_count: g.node_count(),
@@ -455,8 +486,9 @@ impl Evaluator {
         w: &mut Weigher<'_>,
         seeds: &[u32],
         prepared: &PreparedCandidates,
+        budget: usize,
     ) -> Self {
-        let frontier = Frontier::compute(g, w, seeds);
+        let frontier = Frontier::compute(g, w, seeds, budget);
         let (at, evals) = frontier.evaluate_targets(g, w, prepared, Mode::Auto);
         Self {
             frontier,
@@ -625,9 +657,17 @@ pub struct Ranking {
     /// path reaches.
     order: Vec<(u32, u32)>,
     explained: Vec<Ranked>,
+    cut: bool,
 }
 
 impl Ranking {
+    /// Whether the work budget ([`RankOptions::frontier_budget`]) cut a frontier: the
+    /// answer is exact for the paths it covers, and may miss some through the less trusted
+    /// hop-1 nodes.
+    pub fn frontier_cut(&self) -> bool {
+        self.cut
+    }
+
     /// Ranked candidates.
     pub fn len(&self) -> usize {
         self.order.len()
@@ -818,7 +858,7 @@ impl TrustGraph {
         // are at distance 0.
         let mut by_viewer = viewer.map(|_| {
             let seeds: Vec<u32> = viewer_node.into_iter().collect();
-            Evaluator::new(self, &mut w, &seeds, prepared)
+            Evaluator::new(self, &mut w, &seeds, prepared, opts.frontier_budget)
         });
         let mut anchors: Vec<u32> = opts.anchors.iter().filter_map(|a| self.node(a)).collect();
         anchors.sort_unstable();
@@ -852,8 +892,9 @@ impl TrustGraph {
                 entry.source = Source::Viewer;
             }
             if entry.eval.is_none() && !opts.anchors.is_empty() {
-                let ev = by_anchors
-                    .get_or_insert_with(|| Evaluator::new(self, &mut w, &anchors, prepared));
+                let ev = by_anchors.get_or_insert_with(|| {
+                    Evaluator::new(self, &mut w, &anchors, prepared, opts.frontier_budget)
+                });
                 entry.eval = if is_anchor(i) {
                     Some(ev.zero())
                 } else {
@@ -987,7 +1028,13 @@ impl TrustGraph {
         for e in &over {
             place(e, &mut order);
         }
-        Ranking { order, explained }
+        let cut = by_viewer.as_ref().is_some_and(|e| e.frontier.cut)
+            || by_anchors.as_ref().is_some_and(|e| e.frontier.cut);
+        Ranking {
+            order,
+            explained,
+            cut,
+        }
     }
 
     /// The best path of at most three hops from `from` to `to` (fewest hops, then largest
@@ -1011,7 +1058,7 @@ impl TrustGraph {
         let a = self.node(from)?;
         let b = self.node(to)?;
         let mut w = self.weigher(&capability.list(), now_us, opts.half_life_us);
-        let f = Frontier::compute(self, &mut w, &[a]);
+        let f = Frontier::compute(self, &mut w, &[a], opts.frontier_budget);
         let ev = f.evaluate(self, &mut w, b)?;
         let edges = if ev.last == NONE {
             Vec::new()
@@ -1090,7 +1137,7 @@ mod tests {
         for seed in 0..20u32 {
             for cap in [None, Some("s")] {
                 let mut w = g.weigher(cap.as_slice(), 1 << 50, crate::model::YEAR_US);
-                let f = Frontier::compute(&g, &mut w, &[seed]);
+                let f = Frontier::compute(&g, &mut w, &[seed], usize::MAX);
                 let (pull_at, pull) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Pull);
                 let (push_at, push) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Push);
                 let key = |at: &[u32], evals: &[Eval], s: usize| {

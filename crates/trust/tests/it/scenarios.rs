@@ -570,3 +570,92 @@ fn with_no_capability_queried_scope_is_weighed_against_the_service() {
     h.clear_service(&svc("sms"));
     assert_eq!(of(&rank(&h, Some("v"), None, &cands), 1).distance, Some(1));
 }
+
+/// The viewer endorses ten hubs (h0 most trusted); each hub endorses 10,000 fillers, one
+/// provider q directly and one middleman m leading to provider p. `to_m` false leaves the
+/// hub → m edges of hubs 2..10 out.
+fn hubs(to_m: bool) -> Edges {
+    let mut e = Edges::default();
+    for i in 0..10 {
+        let h = format!("h{i}");
+        e.add("viewer", &h, 100 - i, &[], 0);
+        e.add(&h, &format!("q{i}"), 90, &[], 0);
+        if to_m || i < 2 {
+            e.add(&h, &format!("m{i}"), 90, &[], 0);
+        }
+        e.add(&format!("m{i}"), &format!("p{i}"), 90, &[], 0);
+        for j in 0..10_000 {
+            e.add(&h, &format!("f{i}x{j}"), 50, &[], 0);
+        }
+    }
+    e
+}
+
+#[test]
+fn a_huge_frontier_is_cut_and_exact_for_what_it_covers() {
+    let g = hubs(true).graph();
+    let cands: Vec<_> = (0..10)
+        .flat_map(|i| [cand(&format!("p{i}"), 0), cand(&format!("q{i}"), 0)])
+        .collect();
+    let (v, cap) = (did("viewer"), None::<&str>);
+    // Hubs have 10,002 out-edges each: 25,000 edges of budget expand the two most trusted.
+    let budget = RankOptions {
+        frontier_budget: 25_000,
+        ..RankOptions::default()
+    };
+    let prepared = g.prepare(&cands);
+    let cut = g.rank_prepared(Some(&v), cap, &cands, &prepared, NOW, &budget);
+    assert!(cut.frontier_cut());
+    let cut = cut.into_vec();
+    // Every hub still ends paths: each q at two hops. Only the two expanded hubs lead on to
+    // their p at three hops; the other p are not reached.
+    for i in 0..10 {
+        assert_eq!(of(&cut, 2 * i + 1).distance, Some(2), "q{i}");
+        let p = of(&cut, 2 * i).distance;
+        assert_eq!(p, (i < 2).then_some(3), "p{i}");
+    }
+    // Exact for what it covers: the same answer as an uncut ranking of the graph without
+    // the unexpanded hubs' onward edges.
+    let reduced = hubs(false).graph();
+    let full = reduced.rank_prepared(
+        Some(&v),
+        cap,
+        &cands,
+        &reduced.prepare(&cands),
+        NOW,
+        &RankOptions::default(),
+    );
+    assert!(!full.frontier_cut());
+    // (Record keys differ between the two graphs: compare everything but them.)
+    let strip = |r: Vec<guildhall_trust::Ranked>| -> Vec<_> {
+        r.into_iter()
+            .map(|x| {
+                let hops: Vec<(String, String)> = x
+                    .path
+                    .iter()
+                    .map(|e| (e.from.clone(), e.to.clone()))
+                    .collect();
+                (
+                    x.candidate,
+                    x.distance,
+                    x.score_ppm,
+                    x.vouchers,
+                    x.basis,
+                    hops,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(full.into_vec()), strip(cut));
+    // Within the default budget nothing is cut and every p is reached.
+    let all = g.rank_prepared(
+        Some(&v),
+        cap,
+        &cands,
+        &prepared,
+        NOW,
+        &RankOptions::default(),
+    );
+    assert!(!all.frontier_cut());
+    assert!(all.into_vec().iter().all(|x| x.distance.is_some()));
+}
