@@ -11,6 +11,7 @@
 //! messages still queued behind it are applied afterwards in order, so the graph converges
 //! to the store's state without a lock across the two.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -91,6 +92,10 @@ pub struct TrustIndex {
     /// store, then moved along by broadcast batches that continue it; `None` for a graph
     /// that did not come from the store.
     token: Mutex<Option<ChangeToken>>,
+    /// Accounts whose records the graph leaves out (status not active), as of the last
+    /// load plus the status changes applied since: a status change that does not move an
+    /// account in or out of this set changes nothing in the graph.
+    hidden: Mutex<HashSet<String>>,
 }
 
 /// An endorsement row in the trust crate's form; `None` when a date does not parse or the
@@ -131,6 +136,9 @@ enum Op {
     ClearService(String),
     /// An account stopped being active: everything the store now hides of it goes.
     RemoveOperator(String),
+    /// A repo is about to be written again from a full resync: what it wrote goes, and
+    /// the batch's records add the new state.
+    DropRepo(String),
 }
 
 /// Builds a graph from the store's current state: endorsements stream in pages from an
@@ -139,7 +147,8 @@ enum Op {
 async fn build_from_store(
     store: &Store,
     opts: &TrustIndexOptions,
-) -> Result<TrustGraph, TrustIndexError> {
+) -> Result<(TrustGraph, HashSet<String>), TrustIndexError> {
+    let hidden: HashSet<String> = store.inactive_operators().await?.into_iter().collect();
     let cids = store.service_cids().await?;
     let offered = store.service_capabilities().await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EndorsementRow>>(1);
@@ -184,9 +193,10 @@ async fn build_from_store(
         }
     }
     drop(tx);
-    builder
+    let g = builder
         .await
-        .map_err(|e| TrustIndexError::Task(e.to_string()))?
+        .map_err(|e| TrustIndexError::Task(e.to_string()))??;
+    Ok((g, hidden))
 }
 
 impl TrustIndex {
@@ -204,7 +214,7 @@ impl TrustIndex {
         // Read before the build: a write that lands during it moves the token again, so a
         // refresh can only rebuild once too often, never miss it.
         let token = store.change_token().await?;
-        let g = build_from_store(store, &opts).await?;
+        let (g, hidden) = build_from_store(store, &opts).await?;
         let s = g.stats();
         tracing::info!(
             nodes = s.nodes,
@@ -215,6 +225,7 @@ impl TrustIndex {
         );
         let me = Self::from_graph(g, opts);
         me.set_token(Some(token));
+        *me.hidden.lock().unwrap_or_else(PoisonError::into_inner) = hidden;
         Ok(me)
     }
 
@@ -226,6 +237,7 @@ impl TrustIndex {
             services_generation: AtomicU64::new(1),
             opts,
             token: Mutex::new(None),
+            hidden: Mutex::new(HashSet::new()),
         })
     }
 
@@ -337,8 +349,9 @@ impl TrustIndex {
 
     /// Rebuilds from the store, whose change token was `token` just before.
     async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
-        let g = build_from_store(store, &self.opts).await?;
+        let (g, hidden) = build_from_store(store, &self.opts).await?;
         self.swap(g, true);
+        *self.hidden.lock().unwrap_or_else(PoisonError::into_inner) = hidden;
         self.set_token(Some(token));
         tracing::info!(
             generation = self.generation(),
@@ -385,19 +398,25 @@ impl TrustIndex {
         Ok(())
     }
 
-    /// Applies one committed batch. Returns whether a rebuild from the store is needed
-    /// (repo resets remove records the batch does not name). Account status changes are
-    /// applied in place: a hidden account's endorsements and services leave the graph, and a
-    /// reactivated one's come back from the store (a read of that account's endorsements,
-    /// not of the whole graph).
+    /// Applies one committed batch, in place. Returns whether a rebuild from the store is
+    /// needed (no change needs one now; the answer stays for callers that act on it).
+    /// A repo reset (`DeleteRepoRecords`, before a full resync) drops what the repo wrote
+    /// and the batch's records add the new state: the cost is the repo's, not the graph's.
+    /// Account status changes are applied in place: a hidden account's endorsements and
+    /// services leave the graph, and a reactivated one's come back from the store (a read
+    /// of that account's endorsements, not of the whole graph); a change that does not move
+    /// the account between shown and hidden (Active→Active, Suspended→Takendown) does
+    /// nothing.
     pub async fn apply_changes(
         &self,
         changes: &[Change],
         store: &Store,
     ) -> Result<bool, TrustIndexError> {
         let mut ops = Vec::new();
-        let mut rebuild = false;
+        let rebuild = false;
         let mut services = false;
+        // Visibility per DID within this batch: a resync's many endorsements share authors.
+        let mut visible: HashMap<String, bool> = HashMap::new();
         for c in changes {
             match c {
                 Change::UpsertRecord(rec, Some(IndexRow::Endorsement(e))) => {
@@ -406,9 +425,9 @@ impl TrustIndex {
                     e.uri.clone_from(&rec.uri);
                     e.author.clone_from(&rec.did);
                     e.cid.clone_from(&rec.cid);
-                    let visible = is_visible(store, &e.author).await?
-                        && is_visible(store, &e.subject).await?;
-                    match to_endorsement(&e).filter(|_| visible) {
+                    let shown = visible_memo(store, &mut visible, &e.author).await?
+                        && visible_memo(store, &mut visible, &e.subject).await?;
+                    match to_endorsement(&e).filter(|_| shown) {
                         Some(x) => ops.push(Op::Add(x)),
                         None => ops.push(Op::Remove(rec.uri.clone())),
                     }
@@ -439,15 +458,31 @@ impl TrustIndex {
                     }
                 }
                 Change::Account { did, status } => {
+                    let hide = *status != OperatorStatus::Active;
+                    let moved = {
+                        let mut hidden = self.hidden.lock().unwrap_or_else(PoisonError::into_inner);
+                        if hide {
+                            hidden.insert(did.clone())
+                        } else {
+                            hidden.remove(did)
+                        }
+                    };
+                    // Later endorsements of this batch see the new status.
+                    visible.remove(did);
+                    if !moved {
+                        continue;
+                    }
                     services = true;
-                    if *status == OperatorStatus::Active {
-                        restore_operator(store, did, &mut ops).await?;
-                    } else {
+                    if hide {
                         ops.push(Op::RemoveOperator(did.clone()));
+                    } else {
+                        restore_operator(store, did, &mut ops).await?;
                     }
                 }
-                // The rebuild that follows moves both generations.
-                Change::DeleteRepoRecords { .. } => rebuild = true,
+                Change::DeleteRepoRecords { did } => {
+                    services = true;
+                    ops.push(Op::DropRepo(did.clone()));
+                }
                 Change::SetRepo(_)
                 | Change::Identity { .. }
                 | Change::Reject(_)
@@ -471,6 +506,9 @@ impl TrustIndex {
                     Op::ClearService(uri) => g.clear_service(&uri),
                     Op::RemoveOperator(did) => {
                         g.remove_operator(&did);
+                    }
+                    Op::DropRepo(did) => {
+                        g.remove_repo(&did);
                     }
                 }
             }
@@ -674,6 +712,20 @@ async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result
         ops.push(Op::SetService(svc.uri, svc.cid, svc.capabilities));
     }
     Ok(())
+}
+
+/// [`is_visible`], asked of the store once per DID per batch.
+async fn visible_memo(
+    store: &Store,
+    memo: &mut HashMap<String, bool>,
+    did: &str,
+) -> Result<bool, StoreError> {
+    if let Some(&v) = memo.get(did) {
+        return Ok(v);
+    }
+    let v = is_visible(store, did).await?;
+    memo.insert(did.to_owned(), v);
+    Ok(v)
 }
 
 /// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).

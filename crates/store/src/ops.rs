@@ -1354,6 +1354,14 @@ macro_rules! backend_ops {
             .map_err(q)
         }
 
+        pub(crate) async fn inactive_operators(pool: &Pool) -> Result<Vec<String>, StoreError> {
+            sqlx::query_as::<_, (String,)>("SELECT did FROM operators WHERE status <> 'active' ORDER BY did")
+                .fetch_all(pool)
+                .await
+                .map(|rows| rows.into_iter().map(|(d,)| d).collect())
+                .map_err(q)
+        }
+
         pub(crate) async fn service_capabilities(pool: &Pool) -> Result<Vec<(String, String)>, StoreError> {
             sqlx::query_as::<_, (String, String)>(concat!(
                 "SELECT c.uri, c.capability FROM service_capabilities c JOIN services s ON s.uri = c.uri \

@@ -544,6 +544,20 @@ impl TrustGraph {
     /// [`set_service_cid`](TrustGraph::set_service_cid)); no rebuild is needed either way.
     /// The cost is the node's degree plus one pass over the known service URIs.
     pub fn remove_operator(&mut self, did: &str) -> usize {
+        self.remove_of(did, true)
+    }
+
+    /// Removes every live endorsement written by `did` (not those naming it) and forgets
+    /// its services' versions and capabilities: what the store drops before a repo is
+    /// written again from a full resync, whose records the caller then adds back. Costs
+    /// the node's out-degree plus one pass over the known service URIs, not a rebuild.
+    pub fn remove_repo(&mut self, did: &str) -> usize {
+        self.remove_of(did, false)
+    }
+
+    /// [`remove_operator`](Self::remove_operator) (`incoming`) or
+    /// [`remove_repo`](Self::remove_repo).
+    fn remove_of(&mut self, did: &str, incoming: bool) -> usize {
         let prefix = format!("at://{did}/");
         for s in 0..self.services.len() {
             if self.services.get(s as u32).starts_with(&prefix) {
@@ -569,7 +583,9 @@ impl TrustGraph {
         };
         // Self-endorsements are never stored, so no edge is met from both sides.
         self.for_each_out(n, |_, e| sort(e));
-        self.for_each_in(n, |_| true, |_, e| sort(e));
+        if incoming {
+            self.for_each_in(n, |_| true, |_, e| sort(e));
+        }
         let mut removed = 0;
         for e in base {
             if !self.is_tombstoned(e) {

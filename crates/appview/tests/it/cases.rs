@@ -1094,6 +1094,110 @@ async fn capability_scope_everywhere(ctx: Ctx) {
     assert_eq!(one["service"]["trust"]["distance"], 1, "{one}");
 }
 
+/// A resync (`DeleteRepoRecords`, then the repo's records) and status changes that move
+/// nothing are applied in place: no rebuild from the store, no re-adding of edges.
+async fn incremental_resync_and_noop_status(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let opts = || TrustIndexOptions {
+        build: BuildOptions {
+            rebuild_churn_ppm: u32::MAX,
+            ..BuildOptions::default()
+        },
+        ..TrustIndexOptions::default()
+    };
+    let (app, trust) = app_with(&ctx.store, config(), opts()).await;
+    let (v, e1) = (did("viewer"), did("e1"));
+    let step = |changes: Vec<Change>| {
+        let (store, trust) = (ctx.store.clone(), Arc::clone(&trust));
+        async move {
+            apply(&store, changes.clone()).await;
+            trust.apply_changes(&changes, &store).await.expect("apply")
+        }
+    };
+    // Active → Active: nothing moves (it re-added every edge of the account before).
+    let (s0, g0) = (trust.stats(), trust.generation());
+    let rebuild = step(vec![Change::Account {
+        did: did("p2"),
+        status: OperatorStatus::Active,
+    }])
+    .await;
+    assert!(!rebuild);
+    assert_eq!((trust.stats(), trust.generation()), (s0, g0));
+    // Suspended, then Takendown: only the first hides anything.
+    for (status, tombs) in [
+        (OperatorStatus::Suspended, 1),
+        (OperatorStatus::Takendown, 1),
+    ] {
+        step(vec![Change::Account {
+            did: did("p3"),
+            status,
+        }])
+        .await;
+        assert_eq!(trust.stats().tombstoned, tombs);
+    }
+    step(vec![Change::Account {
+        did: did("p3"),
+        status: OperatorStatus::Active,
+    }])
+    .await;
+    // A resync of e1 whose repo now endorses p3 directly, and neither p2 nor e2: its two
+    // old edges go, the new one comes, and no rebuild is asked for (one was, before).
+    let s1 = trust.stats();
+    let rebuild = step(vec![
+        Change::DeleteRepoRecords { did: e1.clone() },
+        upsert_endorsement(&endorsement(
+            &e1,
+            "3kresync0001",
+            &did("p3"),
+            70,
+            &["sms.send"],
+        )),
+    ])
+    .await;
+    assert!(!rebuild, "a resync is applied in place");
+    let s2 = trust.stats();
+    assert_eq!(s2.base_edges, s1.base_edges, "no rebuild");
+    assert_eq!(s2.tombstoned, s1.tombstoned + 2);
+    assert_eq!(s2.overlay_edges, s1.overlay_edges + 1);
+    // The same answer as a graph loaded from the store afterwards.
+    let (fresh, _) = app_with(&ctx.store, config(), opts()).await;
+    let (_, live) = get(&app, &search(&v, "")).await;
+    let (_, loaded) = get(&fresh, &search(&v, "")).await;
+    assert_eq!(live["services"], loaded["services"]);
+    assert_eq!(
+        operators_of(&live),
+        [did("p1"), did("p3"), did("p2"), did("p4")],
+        "{live}"
+    );
+    // An account hidden when the index loaded comes back on its reactivation.
+    step(vec![Change::Account {
+        did: e1.clone(),
+        status: OperatorStatus::Takendown,
+    }])
+    .await;
+    let (app3, trust3) = app_with(&ctx.store, config(), opts()).await;
+    apply(
+        &ctx.store,
+        vec![Change::Account {
+            did: e1.clone(),
+            status: OperatorStatus::Active,
+        }],
+    )
+    .await;
+    trust3
+        .apply_changes(
+            &[Change::Account {
+                did: e1,
+                status: OperatorStatus::Active,
+            }],
+            &ctx.store,
+        )
+        .await
+        .expect("apply");
+    let (_, back) = get(&app3, &search(&v, "")).await;
+    assert_eq!(back["services"], loaded["services"]);
+}
+
 /// A service row with other capabilities (and a new CID, as a new version would have).
 fn with_caps(s: &guildhall_store::ServiceRow, caps: &[&str]) -> guildhall_store::ServiceRow {
     let mut s = s.clone();
@@ -1152,6 +1256,7 @@ both!(
     pagination_is_stable,
     sybil_cap,
     capability_scope_everywhere,
+    incremental_resync_and_noop_status,
     limits_cors_and_did_web,
     loads_in_pages,
 );

@@ -528,6 +528,10 @@ async fn takedown_hides_and_reactivation_restores(ctx: Ctx) {
         assert!(hidden.candidates.candidates.iter().all(|h| h.did != a));
         assert_eq!(hidden.all_endorsements.len(), 1);
         assert_eq!(hidden.service_cids.len(), 1);
+        assert_eq!(
+            store.inactive_operators().await.expect("inactive"),
+            [a.as_str()]
+        );
         let offered = store.service_capabilities().await.expect("service caps");
         assert!(!offered.is_empty() && offered.iter().all(|(u, _)| !u.contains(a.as_str())));
         assert_eq!(hidden.capabilities, vec![("sms.send".to_owned(), 1)]);

@@ -659,3 +659,39 @@ fn a_huge_frontier_is_cut_and_exact_for_what_it_covers() {
     assert!(!all.frontier_cut());
     assert!(all.into_vec().iter().all(|x| x.distance.is_some()));
 }
+
+#[test]
+fn remove_repo_drops_what_the_repo_wrote_only() {
+    let mut e = Edges::default();
+    e.add("v", "a", 100, &[], 0);
+    e.add("a", "b", 100, &[], 0);
+    e.add("c", "a", 100, &[], 0);
+    let mut g = e.graph();
+    // One of a's endorsements through the overlay too.
+    let mut more = e.clone();
+    more.add("a", "d", 100, &[], 0);
+    assert!(g.add(&more.list[3]).is_ok());
+    let svc = format!("at://{}/dev.guildhall.service/x", did("a"));
+    assert!(g.set_service_capabilities(&svc, &["sms"]).is_ok());
+    assert_eq!(g.remove_repo(&did("a")), 2);
+    let live: Vec<String> = g.live_endorsements().map(|x| x.uri).collect();
+    assert_eq!(
+        live,
+        [e.uri(0), e.uri(2)],
+        "a's own endorsements went, those naming a stay"
+    );
+    // Its services' capabilities are forgotten: a scoped endorsement of a counts again
+    // for x as for any service the graph knows nothing of.
+    let mut h = Edges::default();
+    h.add("v", "a", 100, &["email"], 0);
+    let mut g2 = h.graph();
+    assert!(g2.set_service_capabilities(&svc, &["sms"]).is_ok());
+    let c = [guildhall_trust::CandidateProvider {
+        operator: did("a"),
+        service: svc.clone(),
+        quality_ppm: 0,
+    }];
+    assert_eq!(rank(&g2, Some("v"), None, &c)[0].distance, None);
+    g2.remove_repo(&did("a"));
+    assert_eq!(rank(&g2, Some("v"), None, &c)[0].distance, Some(1));
+}
