@@ -287,7 +287,7 @@ fn main() {
                 let (list, _) = rank_candidates(
                     &index,
                     Some(&viewer),
-                    Some(&caps[*k]),
+                    std::slice::from_ref(&caps[*k]),
                     owned,
                     NOW_US,
                     &rank_opts,
@@ -312,7 +312,7 @@ fn main() {
                 let (fresh, _) = rank_candidates(
                     &index,
                     Some(&viewer),
-                    Some(&caps[*k]),
+                    std::slice::from_ref(&caps[*k]),
                     std::sync::Arc::new(Candidates::new(rows)),
                     NOW_US,
                     &rank_opts,
@@ -324,7 +324,7 @@ fn main() {
                 let t = Instant::now();
                 black_box(index.rank(
                     Some(&viewer),
-                    Some(&caps[*k]),
+                    Some(caps[*k].as_str()),
                     &providers[*k],
                     NOW_US,
                     &rank_opts,
@@ -381,7 +381,7 @@ fn main() {
                 let (list, _) = rank_candidates(
                     &small,
                     Some(&viewer),
-                    Some(&caps[*k]),
+                    std::slice::from_ref(&caps[*k]),
                     owned,
                     NOW_US,
                     &rank_opts,

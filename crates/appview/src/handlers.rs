@@ -118,7 +118,7 @@ fn rank_services(
     let (list, _) = rank_candidates(
         &state.trust,
         viewer,
-        None,
+        &[],
         std::sync::Arc::new(search::Candidates::new(candidates)),
         now_us(),
         &state.inner.rank_opts,

@@ -189,18 +189,19 @@ impl RankedList {
 }
 
 /// Ranks SQL candidates with the trust index: the in-memory half of searchServices.
-/// `capability` is the one the edge weights are scoped to (the first one queried).
+/// Edge weights are scoped to the best match among `capabilities` (any order); with none,
+/// to what each candidate service offers (getService and getOperator rank that way too).
 pub fn rank_candidates(
     index: &TrustIndex,
     viewer: Option<&str>,
-    capability: Option<&str>,
+    capabilities: &[String],
     candidates: Arc<Candidates>,
     now_us: i64,
     opts: &RankOptions,
 ) -> (RankedList, u64) {
     let (ranked, generation) = index.rank_prepared(
         viewer,
-        capability,
+        capabilities,
         &providers(&candidates.rows),
         &candidates.prepared,
         now_us,
@@ -348,11 +349,10 @@ async fn rank_all(
     now: i64,
 ) -> Result<(RankedList, u64), XrpcError> {
     let candidates = candidates(state, &req.filters).await?;
-    let capability = req.filters.capabilities.first().map(String::as_str);
     Ok(rank_candidates(
         &state.trust,
         req.viewer.as_deref(),
-        capability,
+        &req.filters.capabilities,
         candidates,
         now,
         &state.inner.rank_opts,

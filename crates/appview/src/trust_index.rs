@@ -11,6 +11,7 @@
 //! messages still queued behind it are applied afterwards in order, so the graph converges
 //! to the store's state without a lock across the two.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -22,7 +23,7 @@ use guildhall_store::{
 };
 use guildhall_trust::{
     BuildOptions, CandidateProvider, Endorsement, GraphStats, PreparedCandidates, RankOptions,
-    Ranked, Ranking, TrustError, TrustGraph, TrustPath,
+    Ranked, Ranking, TrustError, TrustGraph, TrustPath, weight::Capabilities,
 };
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
@@ -91,6 +92,10 @@ pub struct TrustIndex {
     /// store, then moved along by broadcast batches that continue it; `None` for a graph
     /// that did not come from the store.
     token: Mutex<Option<ChangeToken>>,
+    /// Accounts whose records the graph leaves out (status not active), as of the last
+    /// load plus the status changes applied since: a status change that does not move an
+    /// account in or out of this set changes nothing in the graph.
+    hidden: Mutex<HashSet<String>>,
 }
 
 /// An endorsement row in the trust crate's form; `None` when a date does not parse or the
@@ -126,10 +131,14 @@ pub fn to_endorsement(row: &EndorsementRow) -> Option<Endorsement> {
 enum Op {
     Add(Endorsement),
     Remove(String),
-    SetService(String, String),
+    /// A service's current CID and the capabilities it offers.
+    SetService(String, String, Vec<String>),
     ClearService(String),
     /// An account stopped being active: everything the store now hides of it goes.
     RemoveOperator(String),
+    /// A repo is about to be written again from a full resync: what it wrote goes, and
+    /// the batch's records add the new state.
+    DropRepo(String),
 }
 
 /// Builds a graph from the store's current state: endorsements stream in pages from an
@@ -138,8 +147,10 @@ enum Op {
 async fn build_from_store(
     store: &Store,
     opts: &TrustIndexOptions,
-) -> Result<TrustGraph, TrustIndexError> {
+) -> Result<(TrustGraph, HashSet<String>), TrustIndexError> {
+    let hidden: HashSet<String> = store.inactive_operators().await?.into_iter().collect();
     let cids = store.service_cids().await?;
+    let offered = store.service_capabilities().await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<EndorsementRow>>(1);
     let build = opts.build.clone();
     let builder = tokio::task::spawn_blocking(move || {
@@ -161,6 +172,13 @@ async fn build_from_store(
         for (uri, cid) in &cids {
             g.set_service_cid(uri, cid)?;
         }
+        // Rows come by URI: one service's capabilities are contiguous.
+        for group in offered.chunk_by(|a, b| a.0 == b.0) {
+            let caps: Vec<&str> = group.iter().map(|(_, c)| c.as_str()).collect();
+            if let Some((uri, _)) = group.first() {
+                g.set_service_capabilities(uri, &caps)?;
+            }
+        }
         Ok::<_, TrustIndexError>(g)
     });
     let mut after = None;
@@ -175,9 +193,10 @@ async fn build_from_store(
         }
     }
     drop(tx);
-    builder
+    let g = builder
         .await
-        .map_err(|e| TrustIndexError::Task(e.to_string()))?
+        .map_err(|e| TrustIndexError::Task(e.to_string()))??;
+    Ok((g, hidden))
 }
 
 impl TrustIndex {
@@ -195,7 +214,7 @@ impl TrustIndex {
         // Read before the build: a write that lands during it moves the token again, so a
         // refresh can only rebuild once too often, never miss it.
         let token = store.change_token().await?;
-        let g = build_from_store(store, &opts).await?;
+        let (g, hidden) = build_from_store(store, &opts).await?;
         let s = g.stats();
         tracing::info!(
             nodes = s.nodes,
@@ -206,6 +225,7 @@ impl TrustIndex {
         );
         let me = Self::from_graph(g, opts);
         me.set_token(Some(token));
+        *me.hidden.lock().unwrap_or_else(PoisonError::into_inner) = hidden;
         Ok(me)
     }
 
@@ -217,6 +237,7 @@ impl TrustIndex {
             services_generation: AtomicU64::new(1),
             opts,
             token: Mutex::new(None),
+            hidden: Mutex::new(HashSet::new()),
         })
     }
 
@@ -244,10 +265,10 @@ impl TrustIndex {
     }
 
     /// Ranks candidates against the current graph; returns the generation it used.
-    pub fn rank<S: AsRef<str>>(
+    pub fn rank<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
@@ -264,10 +285,10 @@ impl TrustIndex {
     /// [`rank`](Self::rank) with the candidates' preparation kept in `slot` (see
     /// [`PreparedCandidates`]): refreshed there first when the graph moved on, so the many
     /// rankings of one cached candidate set share the work.
-    pub fn rank_prepared<S: AsRef<str>>(
+    pub fn rank_prepared<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         slot: &Mutex<Arc<PreparedCandidates>>,
         now_us: i64,
@@ -295,11 +316,11 @@ impl TrustIndex {
     }
 
     /// The best path from `from` to `to` (getTrustPath).
-    pub fn path(
+    pub fn path<C: Capabilities>(
         &self,
         from: &str,
         to: &str,
-        capability: Option<&str>,
+        capability: C,
         now_us: i64,
         opts: &RankOptions,
     ) -> Option<TrustPath> {
@@ -328,8 +349,9 @@ impl TrustIndex {
 
     /// Rebuilds from the store, whose change token was `token` just before.
     async fn rebuild_at(&self, store: &Store, token: ChangeToken) -> Result<(), TrustIndexError> {
-        let g = build_from_store(store, &self.opts).await?;
+        let (g, hidden) = build_from_store(store, &self.opts).await?;
         self.swap(g, true);
+        *self.hidden.lock().unwrap_or_else(PoisonError::into_inner) = hidden;
         self.set_token(Some(token));
         tracing::info!(
             generation = self.generation(),
@@ -376,19 +398,25 @@ impl TrustIndex {
         Ok(())
     }
 
-    /// Applies one committed batch. Returns whether a rebuild from the store is needed
-    /// (repo resets remove records the batch does not name). Account status changes are
-    /// applied in place: a hidden account's endorsements and services leave the graph, and a
-    /// reactivated one's come back from the store (a read of that account's endorsements,
-    /// not of the whole graph).
+    /// Applies one committed batch, in place. Returns whether a rebuild from the store is
+    /// needed (no change needs one now; the answer stays for callers that act on it).
+    /// A repo reset (`DeleteRepoRecords`, before a full resync) drops what the repo wrote
+    /// and the batch's records add the new state: the cost is the repo's, not the graph's.
+    /// Account status changes are applied in place: a hidden account's endorsements and
+    /// services leave the graph, and a reactivated one's come back from the store (a read
+    /// of that account's endorsements, not of the whole graph); a change that does not move
+    /// the account between shown and hidden (Active→Active, Suspended→Takendown) does
+    /// nothing.
     pub async fn apply_changes(
         &self,
         changes: &[Change],
         store: &Store,
     ) -> Result<bool, TrustIndexError> {
         let mut ops = Vec::new();
-        let mut rebuild = false;
+        let rebuild = false;
         let mut services = false;
+        // Visibility per DID within this batch: a resync's many endorsements share authors.
+        let mut visible: HashMap<String, bool> = HashMap::new();
         for c in changes {
             match c {
                 Change::UpsertRecord(rec, Some(IndexRow::Endorsement(e))) => {
@@ -397,16 +425,20 @@ impl TrustIndex {
                     e.uri.clone_from(&rec.uri);
                     e.author.clone_from(&rec.did);
                     e.cid.clone_from(&rec.cid);
-                    let visible = is_visible(store, &e.author).await?
-                        && is_visible(store, &e.subject).await?;
-                    match to_endorsement(&e).filter(|_| visible) {
+                    let shown = visible_memo(store, &mut visible, &e.author).await?
+                        && visible_memo(store, &mut visible, &e.subject).await?;
+                    match to_endorsement(&e).filter(|_| shown) {
                         Some(x) => ops.push(Op::Add(x)),
                         None => ops.push(Op::Remove(rec.uri.clone())),
                     }
                 }
-                Change::UpsertRecord(rec, Some(IndexRow::Service(_))) => {
+                Change::UpsertRecord(rec, Some(IndexRow::Service(svc))) => {
                     services = true;
-                    ops.push(Op::SetService(rec.uri.clone(), rec.cid.clone()));
+                    ops.push(Op::SetService(
+                        rec.uri.clone(),
+                        rec.cid.clone(),
+                        svc.capabilities.clone(),
+                    ));
                 }
                 Change::UpsertRecord(rec, _) => {
                     // A new version without an index row replaces (and so retracts) the old.
@@ -426,15 +458,31 @@ impl TrustIndex {
                     }
                 }
                 Change::Account { did, status } => {
+                    let hide = *status != OperatorStatus::Active;
+                    let moved = {
+                        let mut hidden = self.hidden.lock().unwrap_or_else(PoisonError::into_inner);
+                        if hide {
+                            hidden.insert(did.clone())
+                        } else {
+                            hidden.remove(did)
+                        }
+                    };
+                    // Later endorsements of this batch see the new status.
+                    visible.remove(did);
+                    if !moved {
+                        continue;
+                    }
                     services = true;
-                    if *status == OperatorStatus::Active {
-                        restore_operator(store, did, &mut ops).await?;
-                    } else {
+                    if hide {
                         ops.push(Op::RemoveOperator(did.clone()));
+                    } else {
+                        restore_operator(store, did, &mut ops).await?;
                     }
                 }
-                // The rebuild that follows moves both generations.
-                Change::DeleteRepoRecords { .. } => rebuild = true,
+                Change::DeleteRepoRecords { did } => {
+                    services = true;
+                    ops.push(Op::DropRepo(did.clone()));
+                }
                 Change::SetRepo(_)
                 | Change::Identity { .. }
                 | Change::Reject(_)
@@ -451,10 +499,16 @@ impl TrustIndex {
                     Op::Remove(uri) => {
                         g.remove(&uri);
                     }
-                    Op::SetService(uri, cid) => g.set_service_cid(&uri, &cid)?,
+                    Op::SetService(uri, cid, caps) => {
+                        g.set_service_cid(&uri, &cid)?;
+                        g.set_service_capabilities(&uri, &caps)?;
+                    }
                     Op::ClearService(uri) => g.clear_service(&uri),
                     Op::RemoveOperator(did) => {
                         g.remove_operator(&did);
+                    }
+                    Op::DropRepo(did) => {
+                        g.remove_repo(&did);
                     }
                 }
             }
@@ -655,9 +709,23 @@ async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result
         }
     }
     for svc in store.services_of(did).await? {
-        ops.push(Op::SetService(svc.uri, svc.cid));
+        ops.push(Op::SetService(svc.uri, svc.cid, svc.capabilities));
     }
     Ok(())
+}
+
+/// [`is_visible`], asked of the store once per DID per batch.
+async fn visible_memo(
+    store: &Store,
+    memo: &mut HashMap<String, bool>,
+    did: &str,
+) -> Result<bool, StoreError> {
+    if let Some(&v) = memo.get(did) {
+        return Ok(v);
+    }
+    let v = is_visible(store, did).await?;
+    memo.insert(did.to_owned(), v);
+    Ok(v)
 }
 
 /// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).

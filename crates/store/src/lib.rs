@@ -382,6 +382,18 @@ impl Store {
         dispatch!(self.service_cids())
     }
 
+    /// DIDs of every account whose status is not active (whose records the store hides), in
+    /// order.
+    pub async fn inactive_operators(&self) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.inactive_operators())
+    }
+
+    /// `(uri, capability)` of every visible service's capabilities, by URI then capability
+    /// (for the trust graph: what each service offers).
+    pub async fn service_capabilities(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self.service_capabilities())
+    }
+
     /// The latest rejections, newest first.
     pub async fn rejections(&self, limit: u32) -> Result<Vec<Rejection>, StoreError> {
         dispatch!(self.rejections(limit))

@@ -1421,6 +1421,24 @@ macro_rules! backend_ops {
             .map_err(q)
         }
 
+        pub(crate) async fn inactive_operators(pool: &Pool) -> Result<Vec<String>, StoreError> {
+            sqlx::query_as::<_, (String,)>("SELECT did FROM operators WHERE status <> 'active' ORDER BY did")
+                .fetch_all(pool)
+                .await
+                .map(|rows| rows.into_iter().map(|(d,)| d).collect())
+                .map_err(q)
+        }
+
+        pub(crate) async fn service_capabilities(pool: &Pool) -> Result<Vec<(String, String)>, StoreError> {
+            sqlx::query_as::<_, (String, String)>(concat!(
+                "SELECT c.uri, c.capability FROM service_capabilities c JOIN services s ON s.uri = c.uri \
+                 WHERE ", svc_visible!(), " ORDER BY c.uri, c.capability"
+            ))
+            .fetch_all(pool)
+            .await
+            .map_err(q)
+        }
+
         pub(crate) async fn rejections(pool: &Pool, limit: u32) -> Result<Vec<Rejection>, StoreError> {
             let rows = sqlx::query(
                 "SELECT id, uri, cid, collection, reason, detail, rejected_at FROM rejections \

@@ -328,7 +328,7 @@ fn run(cfg: &Config, c: &mut Criterion) {
     for pass in 0..3 {
         for (q, (v, k)) in queries.iter().enumerate() {
             let t = Instant::now();
-            let r = g.rank(Some(v), Some(&caps[*k]), &w.by_cap[*k], NOW, &opts);
+            let r = g.rank(Some(v), Some(caps[*k].as_str()), &w.by_cap[*k], NOW, &opts);
             let d = t.elapsed();
             black_box(&r);
             best[q] = best[q].min(d);
@@ -370,7 +370,7 @@ fn run(cfg: &Config, c: &mut Criterion) {
     for (v, k) in &queries {
         let to = &w.by_cap[*k][0].operator;
         let t = Instant::now();
-        black_box(g.path(v, to, Some(&caps[*k]), NOW, &opts));
+        black_box(g.path(v, to, Some(caps[*k].as_str()), NOW, &opts));
         ptimes.push(t.elapsed());
     }
     ptimes.sort_unstable();
@@ -386,7 +386,7 @@ fn run(cfg: &Config, c: &mut Criterion) {
         b.iter(|| {
             let (v, k) = &queries[i % QUERIES];
             i += 1;
-            black_box(g.rank(Some(v), Some(&caps[*k]), &w.by_cap[*k], NOW, &opts))
+            black_box(g.rank(Some(v), Some(caps[*k].as_str()), &w.by_cap[*k], NOW, &opts))
         })
     });
 }

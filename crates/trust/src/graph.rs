@@ -134,6 +134,8 @@ pub struct TrustGraph {
     cids: Interner,
     /// Current CID id per service id, or `NONE`.
     current_cid: Vec<u32>,
+    /// Capability set each service offers, per service id (0: none known).
+    offered: Vec<u32>,
 
     /// Nodes covered by the base CSR (nodes interned later have no base edges).
     base_nodes: usize,
@@ -214,6 +216,7 @@ impl TrustGraph {
             services: Interner::default(),
             cids: Interner::default(),
             current_cid: Vec::new(),
+            offered: Vec::new(),
             base_nodes: 0,
             fwd_off: vec![0],
             fwd_to: Vec::new(),
@@ -541,12 +544,29 @@ impl TrustGraph {
     /// [`set_service_cid`](TrustGraph::set_service_cid)); no rebuild is needed either way.
     /// The cost is the node's degree plus one pass over the known service URIs.
     pub fn remove_operator(&mut self, did: &str) -> usize {
+        self.remove_of(did, true)
+    }
+
+    /// Removes every live endorsement written by `did` (not those naming it) and forgets
+    /// its services' versions and capabilities: what the store drops before a repo is
+    /// written again from a full resync, whose records the caller then adds back. Costs
+    /// the node's out-degree plus one pass over the known service URIs, not a rebuild.
+    pub fn remove_repo(&mut self, did: &str) -> usize {
+        self.remove_of(did, false)
+    }
+
+    /// [`remove_operator`](Self::remove_operator) (`incoming`) or
+    /// [`remove_repo`](Self::remove_repo).
+    fn remove_of(&mut self, did: &str, incoming: bool) -> usize {
         let prefix = format!("at://{did}/");
         for s in 0..self.services.len() {
-            if self.services.get(s as u32).starts_with(&prefix)
-                && let Some(c) = self.current_cid.get_mut(s)
-            {
-                *c = NONE;
+            if self.services.get(s as u32).starts_with(&prefix) {
+                if let Some(c) = self.current_cid.get_mut(s) {
+                    *c = NONE;
+                }
+                if let Some(o) = self.offered.get_mut(s) {
+                    *o = 0;
+                }
             }
         }
         let Some(n) = self.node(did) else {
@@ -563,7 +583,9 @@ impl TrustGraph {
         };
         // Self-endorsements are never stored, so no edge is met from both sides.
         self.for_each_out(n, |_, e| sort(e));
-        self.for_each_in(n, |_| true, |_, e| sort(e));
+        if incoming {
+            self.for_each_in(n, |_| true, |_, e| sort(e));
+        }
         let mut removed = 0;
         for e in base {
             if !self.is_tombstoned(e) {
@@ -596,13 +618,50 @@ impl TrustGraph {
         Ok(())
     }
 
-    /// Forgets the service's current version (e.g. the service record was deleted): every
-    /// endorsement pinned to it lapses.
+    /// Records the capabilities the service at `uri` offers. A query that names no
+    /// capability weighs the final endorsement of a path to this service against them (see
+    /// [`weight::kappa_offered`](crate::weight::kappa_offered)); a service with none known
+    /// is weighed as before, every endorsement counting fully.
+    pub fn set_service_capabilities<S: AsRef<str>>(
+        &mut self,
+        uri: &str,
+        capabilities: &[S],
+    ) -> Result<(), TrustError> {
+        let s = interned(&mut self.services, uri, "services")?;
+        let mut ids = Vec::with_capacity(capabilities.len());
+        for c in capabilities {
+            ids.push(interned(&mut self.caps, c.as_ref(), "capabilities")?);
+        }
+        let set = self
+            .capsets
+            .intern(ids)
+            .ok_or_else(|| cap_err("capability sets", u64::from(NONE)))?;
+        if self.offered.len() <= s as usize {
+            self.offered.resize(s as usize + 1, 0);
+        }
+        self.offered[s as usize] = set;
+        Ok(())
+    }
+
+    /// The capability set the service at `uri` offers (0: none known).
+    pub(crate) fn offered_by(&self, uri: &str) -> u32 {
+        self.services
+            .lookup(uri)
+            .and_then(|s| self.offered.get(s as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Forgets the service's current version and capabilities (e.g. the service record was
+    /// deleted): every endorsement pinned to it lapses.
     pub fn clear_service(&mut self, uri: &str) {
-        if let Some(s) = self.services.lookup(uri)
-            && let Some(c) = self.current_cid.get_mut(s as usize)
-        {
-            *c = NONE;
+        if let Some(s) = self.services.lookup(uri) {
+            if let Some(c) = self.current_cid.get_mut(s as usize) {
+                *c = NONE;
+            }
+            if let Some(o) = self.offered.get_mut(s as usize) {
+                *o = 0;
+            }
         }
     }
 
@@ -618,6 +677,17 @@ impl TrustGraph {
         for (s, &c) in self.current_cid.iter().enumerate() {
             if c != NONE {
                 g.set_service_cid(self.services.get(s as u32), self.cids.get(c))?;
+            }
+        }
+        for (s, &o) in self.offered.iter().enumerate() {
+            if o != 0 {
+                let caps: Vec<&str> = self
+                    .capsets
+                    .get(o)
+                    .iter()
+                    .map(|&c| self.caps.get(c))
+                    .collect();
+                g.set_service_capabilities(self.services.get(s as u32), &caps)?;
             }
         }
         Ok(g)
@@ -718,7 +788,10 @@ impl TrustGraph {
             ),
             (
                 "services and their CIDs",
-                self.services.heap_bytes() + self.cids.heap_bytes() + vb(&self.current_cid),
+                self.services.heap_bytes()
+                    + self.cids.heap_bytes()
+                    + vb(&self.current_cid)
+                    + vb(&self.offered),
             ),
             (
                 "overlay and tombstones",
@@ -870,7 +943,7 @@ impl TrustGraph {
         p.checked_sub(1).map_or(NONE, |a| a as u32)
     }
 
-    fn subject_of(&self, e: u32) -> u32 {
+    pub(crate) fn subject_of(&self, e: u32) -> u32 {
         if e & OVERLAY_BIT != 0 {
             return self
                 .overlay
@@ -997,27 +1070,45 @@ impl TrustGraph {
         })
     }
 
-    /// Per-query weight context.
-    pub(crate) fn weigher(
-        &self,
-        capability: Option<&str>,
-        now_us: i64,
-        half_life_us: i64,
-    ) -> Weigher<'_> {
-        let cover: Vec<u32> = match capability {
-            Some(q) => covering_prefixes(q)
-                .filter_map(|p| self.caps.lookup(p))
-                .collect(),
-            None => Vec::new(),
-        };
+    /// Per-query weight context: κ is the best match among `queries` (1 for every edge when
+    /// there are none).
+    pub(crate) fn weigher(&self, queries: &[&str], now_us: i64, half_life_us: i64) -> Weigher<'_> {
+        let mut cover: Vec<u32> = queries
+            .iter()
+            .flat_map(|q| covering_prefixes(q))
+            .filter_map(|p| self.caps.lookup(p))
+            .collect();
+        cover.sort_unstable();
+        cover.dedup();
         Weigher {
             g: self,
-            any_capability: capability.is_none(),
+            any_capability: queries.is_empty(),
+            unscoped: KAPPA_UNSCOPED,
             cover,
             kappa_memo: vec![0; self.capsets.len()],
             now_us,
             half_life_us,
         }
+    }
+
+    /// The weight context of a path's final edge into a service offering capability set
+    /// `offered`, for a query that names none: an unscoped endorsement counts fully, a
+    /// scoped one if it covers one of the offered capabilities.
+    pub(crate) fn offered_weigher(
+        &self,
+        offered: u32,
+        now_us: i64,
+        half_life_us: i64,
+    ) -> Weigher<'_> {
+        let names: Vec<&str> = self
+            .capsets
+            .get(offered)
+            .iter()
+            .map(|&c| self.caps.get(c))
+            .collect();
+        let mut w = self.weigher(&names, now_us, half_life_us);
+        w.unscoped = KAPPA_MATCH;
+        w
     }
 }
 
@@ -1025,7 +1116,9 @@ impl TrustGraph {
 pub(crate) struct Weigher<'g> {
     g: &'g TrustGraph,
     any_capability: bool,
-    /// Capability ids that cover the queried capability.
+    /// κ of an unscoped endorsement.
+    unscoped: f64,
+    /// Capability ids that cover one of the queried capabilities.
     cover: Vec<u32>,
     /// 0 unknown, 1 κ=0, 2 unscoped, 3 match.
     kappa_memo: Vec<u8>,
@@ -1053,7 +1146,7 @@ impl Weigher<'_> {
         }
         match *slot {
             3 => KAPPA_MATCH,
-            2 => KAPPA_UNSCOPED,
+            2 => self.unscoped,
             _ => 0.0,
         }
     }

@@ -120,12 +120,19 @@ pub struct RankOptions {
     pub half_life_us: i64,
     /// Operators trusted by configuration; seeds of the fallback ranking.
     pub anchors: Vec<String>,
-    /// Sybil cap: per last-hop endorser (the viewer and anchors exempt), only this many
-    /// results rank on their trust; the rest follow every other result (see
-    /// `TrustGraph::rank`). `None` turns the cap off.
-    pub sybil_per_endorser: Option<usize>,
+    /// Sybil cap: per dominating node (one on every path to a result; the viewer and anchors
+    /// exempt), only this many results rank on their trust; the rest follow every other
+    /// result (see `TrustGraph::rank`). `None` turns the cap off.
+    pub sybil_per_dominator: Option<usize>,
     /// How many voucher DIDs to name.
     pub voucher_sample: usize,
+    /// Work budget of one frontier, in edges: the out-edges of hop-1 nodes scanned for the
+    /// second hop. Past it only the most trusted hop-1 nodes are expanded (those whose
+    /// out-edges fit, best first); the others still end paths (`seed → x → candidate`) but
+    /// lead no further, and [`Ranking::frontier_cut`](crate::Ranking::frontier_cut) says so.
+    /// The first hop costs the seeds' own out-degree, and evaluating candidates at most their
+    /// in-degree, neither of which a viewer's neighbourhood can inflate.
+    pub frontier_budget: usize,
 }
 
 impl Default for RankOptions {
@@ -133,8 +140,9 @@ impl Default for RankOptions {
         Self {
             half_life_us: YEAR_US,
             anchors: Vec::new(),
-            sybil_per_endorser: Some(2),
+            sybil_per_dominator: Some(2),
             voucher_sample: 5,
+            frontier_budget: 1_000_000,
         }
     }
 }

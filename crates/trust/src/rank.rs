@@ -1,5 +1,6 @@
 //! Ranking: the viewer's ≤2-hop frontier (best weight per node, fewest hops first), then a
-//! check of each candidate's in-edges against it, ordering, the sybil cap, and fallback.
+//! check of each candidate's in-edges against it (best path, vouchers, dominators), ordering, the
+//! sybil cap, and fallback.
 //!
 //! Definitions (the brute-force oracle in the tests uses exactly these):
 //! - distance(p): fewest hops of any simple path from the seed(s) to p with every edge weight
@@ -8,15 +9,17 @@
 //!   longer path never raises the score, so the path shown always explains both numbers.
 //!   (Weights are at most 1, so the best walk of the fewest hops is a simple path.)
 //! - vouchers(p): distinct last-hop endorsers over all simple paths of at most 3 hops to p.
+//! - dominators(p): the nodes other than the seeds and p on every such path.
 //! - Ties between equal products go to the lexicographically smaller URI of the deciding edge,
 //!   so output never depends on input order or interning.
 
 use std::cell::OnceCell;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use crate::graph::{IdMap, NONE, TrustGraph, Weigher};
 use crate::model::{Basis, CandidateProvider, RankOptions, Ranked, TrustPath, Vouchers};
-use crate::weight::to_ppm;
+use crate::weight::{Capabilities, to_ppm};
 
 /// Hop limit of every path.
 pub const MAX_HOPS: u8 = 3;
@@ -28,13 +31,22 @@ struct Reach {
     best: f64,
     /// Last edge of the best path; `NONE` for a seed.
     parent: u32,
-    /// Up to two distinct hop-1 intermediates of 2-hop paths to this node, so a voucher at
-    /// distance 2 can be checked for a route that avoids the candidate itself.
-    vias: [u32; 2],
+    /// Up to three distinct hop-1 intermediates of 2-hop paths to this node, so a voucher at
+    /// distance 2 can be checked for a route that avoids the candidate itself, and the
+    /// dominators of a candidate reached through it told apart (one route left, or several).
+    vias: [u32; 3],
+    /// At two hops: the hop-1 node of the best path, and the best path through any other
+    /// hop-1 node (`alt_parent` its last edge, `NONE` if none). A candidate that is itself
+    /// `via` cannot use the best path (it would pass through it twice) and takes `alt`.
+    via: u32,
+    alt: f64,
+    alt_parent: u32,
 }
 
 struct Frontier {
     seeds: Vec<u32>,
+    /// Whether the work budget left some hop-1 nodes unexpanded.
+    cut: bool,
     map: IdMap<Reach>,
     /// One bit per node: in `map`. The in-edge scan of a popular candidate mostly meets
     /// nodes outside the frontier, and a bit test in a cache-resident bitmap rejects them far
@@ -70,6 +82,23 @@ struct Eval {
     last: u32,
     /// Sorted, distinct.
     vouchers: Vec<u32>,
+    /// Dominators (`NONE`-padded): the nodes on every path of at most three hops from the
+    /// seeds, the seeds and the candidate excluded. A path has at most two such nodes, so
+    /// their intersection does too.
+    doms: [u32; 2],
+}
+
+/// The nodes of `a` also in `b`, `NONE`-padded.
+fn intersect(a: [u32; 2], b: [u32; 2]) -> [u32; 2] {
+    let mut out = [NONE; 2];
+    let mut k = 0;
+    for x in a {
+        if x != NONE && b.contains(&x) {
+            out[k] = x;
+            k += 1;
+        }
+    }
+    out
 }
 
 /// Direction of candidate evaluation.
@@ -86,6 +115,8 @@ enum Mode {
 struct Acc {
     best: Option<(u8, f64, u32)>,
     vouchers: Vec<u32>,
+    /// Intersection of the inner nodes of every path offered so far; `None` before the first.
+    doms: Option<[u32; 2]>,
 }
 
 impl Acc {
@@ -98,6 +129,7 @@ impl Acc {
             best,
             last,
             vouchers: self.vouchers,
+            doms: self.doms.unwrap_or([NONE; 2]),
         })
     }
 }
@@ -109,6 +141,7 @@ impl Eval {
             best: 1.0,
             last: NONE,
             vouchers: Vec::new(),
+            doms: [NONE; 2],
         }
     }
 }
@@ -123,8 +156,9 @@ fn beats(g: &TrustGraph, val: f64, e: u32, best: f64, cur: u32) -> bool {
 }
 
 impl Frontier {
-    /// Best reach of every node within two hops of `seeds`.
-    fn compute(g: &TrustGraph, w: &mut Weigher<'_>, seeds: &[u32]) -> Self {
+    /// Best reach of every node within two hops of `seeds`, expanding hop-1 nodes only
+    /// while their out-edges fit in `budget` (see [`RankOptions::frontier_budget`]).
+    fn compute(g: &TrustGraph, w: &mut Weigher<'_>, seeds: &[u32], budget: usize) -> Self {
         let mut map = IdMap::default();
         for &s in seeds {
             map.insert(
@@ -133,7 +167,10 @@ impl Frontier {
                     dist: 0,
                     best: 1.0,
                     parent: NONE,
-                    vias: [NONE; 2],
+                    vias: [NONE; 3],
+                    via: NONE,
+                    alt: 0.0,
+                    alt_parent: NONE,
                 },
             );
         }
@@ -165,12 +202,42 @@ impl Frontier {
                                 dist: 1,
                                 best: val,
                                 parent: e,
-                                vias: [NONE; 2],
+                                vias: [NONE; 3],
+                                via: NONE,
+                                alt: 0.0,
+                                alt_parent: NONE,
                             },
                         );
                     }
                 }
             });
+        }
+        // The work budget: the second layer scans the out-edges of hop-1 nodes. When they
+        // exceed it, only the most trusted hop-1 nodes are expanded (best weight, then the
+        // smaller URI of the deciding edge, as everywhere), a prefix whose out-edges fit. The
+        // answer is then exact for the graph without the others' out-edges.
+        let mut cut = false;
+        let total: usize = layer1.iter().map(|&x| g.out_degree(x)).sum();
+        if total > budget {
+            let key = |x: &u32| {
+                map.get(x)
+                    .map_or((0.0, NONE), |r: &Reach| (r.best, r.parent))
+            };
+            layer1.sort_by(|a, b| {
+                let ((va, ea), (vb, eb)) = (key(a), key(b));
+                vb.total_cmp(&va)
+                    .then_with(|| g.edge_uri(ea).cmp(&g.edge_uri(eb)))
+            });
+            let mut spent = 0usize;
+            let keep = layer1
+                .iter()
+                .take_while(|&&x| {
+                    spent += g.out_degree(x);
+                    spent <= budget
+                })
+                .count();
+            layer1.truncate(keep);
+            cut = true;
         }
         // At most this many nodes join: reserving spares the rehashes of a growing map.
         map.reserve(layer1.iter().map(|&x| g.out_degree(x)).sum());
@@ -187,12 +254,26 @@ impl Frontier {
                 let val = bx * we;
                 match map.get_mut(&t) {
                     Some(r) => {
-                        if r.vias[0] != x && r.vias[1] == NONE {
-                            r.vias[1] = x;
+                        if !r.vias.contains(&x)
+                            && let Some(free) = r.vias.iter_mut().find(|v| **v == NONE)
+                        {
+                            *free = x;
                         }
                         if beats(g, val, e, r.best, r.parent) {
+                            // The old best becomes the best through another node, unless
+                            // it came through this one.
+                            if r.via != x {
+                                r.alt = r.best;
+                                r.alt_parent = r.parent;
+                            }
                             r.best = val;
                             r.parent = e;
+                            r.via = x;
+                        } else if r.via != x
+                            && (r.alt_parent == NONE || beats(g, val, e, r.alt, r.alt_parent))
+                        {
+                            r.alt = val;
+                            r.alt_parent = e;
                         }
                     }
                     None => {
@@ -202,7 +283,10 @@ impl Frontier {
                                 dist: 2,
                                 best: val,
                                 parent: e,
-                                vias: [x, NONE],
+                                vias: [x, NONE, NONE],
+                                via: x,
+                                alt: 0.0,
+                                alt_parent: NONE,
                             },
                         );
                     }
@@ -211,6 +295,7 @@ impl Frontier {
         }
         Self {
             seeds,
+            cut,
             map,
             mask: OnceCell::new(),
             node_count: g.node_count(),
@@ -222,11 +307,37 @@ impl Frontier {
     #[inline]
     fn offer(g: &TrustGraph, acc: &mut Acc, r: &Reach, u: u32, p: u32, e: u32, we: f64) {
         // u vouches only if some simple path to it avoids p (a 2-hop path via another node).
-        if r.dist < 2 || r.vias.iter().any(|&x| x != NONE && x != p) {
+        let mut vias = r.vias.iter().filter(|&&x| x != NONE && x != p);
+        // The inner nodes every path through this edge shares: none from a seed; u from a
+        // node at one hop; from a node at two hops, u and its one route's middle node, or
+        // u alone when several routes avoid p. Intersected over every in-edge offered (of
+        // every length up to three hops), they are exactly p's dominators.
+        let inner = match r.dist {
+            0 => Some([NONE; 2]),
+            1 => Some([u, NONE]),
+            _ => match (vias.next(), vias.next()) {
+                (Some(&y), None) => Some([y, u]),
+                (Some(_), Some(_)) => Some([u, NONE]),
+                (None, _) => None,
+            },
+        };
+        if let Some(inner) = inner {
             acc.vouchers.push(u);
+            acc.doms = Some(acc.doms.map_or(inner, |d| intersect(d, inner)));
         }
+        // A best path to u through p itself is no path to p: take u's best through another
+        // hop-1 node, or none. (When weights into p are those of the frontier, p is then
+        // at one hop and this never decides; it does when the final edge is weighed apart.)
+        let (best, _) = if r.dist == 2 && r.via == p {
+            if r.alt_parent == NONE {
+                return;
+            }
+            (r.alt, r.alt_parent)
+        } else {
+            (r.best, r.parent)
+        };
         let d = r.dist + 1;
-        let val = r.best * we;
+        let val = best * we;
         let take = match acc.best {
             None => true,
             Some((bd, bv, be)) => d < bd || (d == bd && beats(g, val, e, bv, be)),
@@ -338,10 +449,18 @@ impl Frontier {
     /// The edges of the best path ending with edge `last`, seed first.
     fn path_edges(&self, g: &TrustGraph, last: u32) -> Vec<u32> {
         let mut edges = Vec::with_capacity(usize::from(MAX_HOPS));
+        let target = g.subject_of(last);
         let mut e = last;
         while e != NONE && edges.len() < usize::from(MAX_HOPS) {
             edges.push(e);
-            e = self.map.get(&g.author_of(e)).map_or(NONE, |r| r.parent);
+            // As in `offer`: a best path through the target is replaced by the alternative.
+            e = self.map.get(&g.author_of(e)).map_or(NONE, |r| {
+                if r.dist == 2 && r.via == target {
+                    r.alt_parent
+                } else {
+                    r.parent
+                }
+            });
         }
         edges.reverse();
         edges
@@ -356,6 +475,9 @@ struct Evaluator {
     at: Vec<u32>,
     evals: Vec<Eval>,
     zero: Option<usize>,
+    /// Evaluations with the final edge weighed against what a service offers, per
+    /// (operator node, offered capability set).
+    offered: HashMap<(u32, u32), Option<usize>>,
 }
 
 impl Evaluator {
@@ -364,15 +486,40 @@ impl Evaluator {
         w: &mut Weigher<'_>,
         seeds: &[u32],
         prepared: &PreparedCandidates,
+        budget: usize,
     ) -> Self {
-        let frontier = Frontier::compute(g, w, seeds);
+        let frontier = Frontier::compute(g, w, seeds, budget);
         let (at, evals) = frontier.evaluate_targets(g, w, prepared, Mode::Auto);
         Self {
             frontier,
             at,
             evals,
             zero: None,
+            offered: HashMap::new(),
         }
+    }
+
+    /// The evaluation of `node` with each final edge weighed against capability set
+    /// `offered` (a query naming no capability, a service offering these): a pull over the
+    /// node's in-edges, done once per pair and only for candidates the frontier reaches.
+    fn offered(
+        &mut self,
+        g: &TrustGraph,
+        node: u32,
+        offered: u32,
+        now_us: i64,
+        half_life_us: i64,
+    ) -> Option<usize> {
+        if let Some(&r) = self.offered.get(&(node, offered)) {
+            return r;
+        }
+        let mut w = g.offered_weigher(offered, now_us, half_life_us);
+        let r = self.frontier.evaluate(g, &mut w, node).map(|ev| {
+            self.evals.push(ev);
+            self.evals.len() - 1
+        });
+        self.offered.insert((node, offered), r);
+        r
     }
 
     /// The distance-0 answer, for a candidate that is itself a seed.
@@ -510,9 +657,17 @@ pub struct Ranking {
     /// path reaches.
     order: Vec<(u32, u32)>,
     explained: Vec<Ranked>,
+    cut: bool,
 }
 
 impl Ranking {
+    /// Whether the work budget ([`RankOptions::frontier_budget`]) cut a frontier: the
+    /// answer is exact for the paths it covers, and may miss some through the less trusted
+    /// hop-1 nodes.
+    pub fn frontier_cut(&self) -> bool {
+        self.cut
+    }
+
     /// Ranked candidates.
     pub fn len(&self) -> usize {
         self.order.len()
@@ -621,19 +776,26 @@ impl TrustGraph {
     /// (`Basis::Fallback` with a distance), same key; then the rest (`Basis::Fallback`, no
     /// distance) by `quality_ppm` descending; ties by operator DID, service URI, index.
     ///
-    /// Then the sybil cap (`RankOptions::sybil_per_endorser`, 2 by default): the *last-hop
-    /// endorser* of a result is the author of the final edge of its explaining path, for paths
-    /// of two or more hops (a one-hop path ends at the viewer or an anchor, who are exempt).
-    /// Per endorser, only the first `sybil_per_endorser` results in the order above keep their
-    /// place; every further result of that endorser is *over the cap* and moves below every
-    /// result that is not, `Basis::Fallback` ones included, keeping its relative order. So
-    /// one compromised endorser places at most that many results among any top N, unless
-    /// fewer than N results are not over the cap (then the excess fills the remaining
-    /// places, still after all the others).
-    pub fn rank<S: AsRef<str>>(
+    /// Then the sybil cap (`RankOptions::sybil_per_dominator`, 2 by default). A node X
+    /// *dominates* a reached result when every path of at most three hops with positive
+    /// weights from the seeds it was reached from (the viewer, or the anchors for a result
+    /// reached only from them) to its operator passes through X. Going down the order
+    /// above, a result keeps its place only while every node dominating it (the viewer and
+    /// the anchors exempt) dominates fewer than `sybil_per_dominator` results kept so far;
+    /// every other result is *over the cap* and moves below every result that is not,
+    /// `Basis::Fallback` ones included, keeping its relative order.
+    ///
+    /// Invariant: for any node X other than the viewer and the anchors, at most
+    /// `sybil_per_dominator` of the results not over the cap are dominated by X; so X places
+    /// at most that many among any top N, unless fewer than N results are not over the cap
+    /// (then the excess fills the remaining places, still after all the others). A result
+    /// with a path avoiding X (an independent voucher) is never capped by X. Whatever the
+    /// shape behind one compromised node (star, chain, tree of intermediates, ring), every
+    /// path into it passes through that node, so it holds at most two of the top ten.
+    pub fn rank<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         now_us: i64,
         opts: &RankOptions,
@@ -647,10 +809,10 @@ impl TrustGraph {
     /// [`prepare`](Self::prepare) of these same candidates, against this graph or any other:
     /// a stale preparation is resolved again for this call). The answer is the same, in a
     /// compact form that describes candidates no path reaches only when asked.
-    pub fn rank_prepared<S: AsRef<str>>(
+    pub fn rank_prepared<S: AsRef<str>, C: Capabilities>(
         &self,
         viewer: Option<&str>,
-        capability: Option<&str>,
+        capability: C,
         candidates: &[CandidateProvider<S>],
         prepared: &PreparedCandidates,
         now_us: i64,
@@ -673,7 +835,18 @@ impl TrustGraph {
             &fresh
         };
         let nodes = &prepared.nodes;
-        let mut w = self.weigher(capability, now_us, opts.half_life_us);
+        let queries = capability.list();
+        let mut w = self.weigher(&queries, now_us, opts.half_life_us);
+        // With no capability queried, a reached candidate's final edges are weighed against
+        // what its service offers (when the graph knows it).
+        let offered = |i: usize, ev: &Eval| -> Option<(u32, u32)> {
+            if !queries.is_empty() || ev.dist == 0 {
+                return None;
+            }
+            let o = self.offered_by(candidates[i].service.as_ref());
+            (o != 0).then_some(())?;
+            Some((nodes[i]?, o))
+        };
         let viewer_node = viewer.and_then(|v| self.node(v));
         // Compared by node: interning is a bijection, and an operator without a node can
         // only be a viewer without one.
@@ -685,7 +858,7 @@ impl TrustGraph {
         // are at distance 0.
         let mut by_viewer = viewer.map(|_| {
             let seeds: Vec<u32> = viewer_node.into_iter().collect();
-            Evaluator::new(self, &mut w, &seeds, prepared)
+            Evaluator::new(self, &mut w, &seeds, prepared, opts.frontier_budget)
         });
         let mut anchors: Vec<u32> = opts.anchors.iter().filter_map(|a| self.node(a)).collect();
         anchors.sort_unstable();
@@ -713,16 +886,23 @@ impl TrustGraph {
                 } else {
                     ev.get(slot)
                 };
+                if let Some((n, o)) = entry.eval.and_then(|x| offered(i, &ev.evals[x])) {
+                    entry.eval = ev.offered(self, n, o, now_us, opts.half_life_us);
+                }
                 entry.source = Source::Viewer;
             }
             if entry.eval.is_none() && !opts.anchors.is_empty() {
-                let ev = by_anchors
-                    .get_or_insert_with(|| Evaluator::new(self, &mut w, &anchors, prepared));
+                let ev = by_anchors.get_or_insert_with(|| {
+                    Evaluator::new(self, &mut w, &anchors, prepared, opts.frontier_budget)
+                });
                 entry.eval = if is_anchor(i) {
                     Some(ev.zero())
                 } else {
                     ev.get(slot)
                 };
+                if let Some((n, o)) = entry.eval.and_then(|x| offered(i, &ev.evals[x])) {
+                    entry.eval = ev.offered(self, n, o, now_us, opts.half_life_us);
+                }
                 entry.source = Source::Anchors;
             }
             if entry.eval.is_none() {
@@ -764,24 +944,33 @@ impl TrustGraph {
                 .then(a.candidate.cmp(&b.candidate))
         });
 
-        // Sybil cap. Paths of one hop end at a seed (viewer or anchor), which is exempt. A
-        // partition keeps both sides in ranked order, so the result stays deterministic.
-        // Unreached candidates have no endorser: they are never over the cap.
-        let endorser = |e: &Entry| -> Option<u32> {
-            eval_of(e)
-                .filter(|ev| ev.dist >= 2)
-                .map(|ev| self.author_of(ev.last))
+        // Sybil cap. A result's dominators (nodes on every path to it within the hop bound)
+        // are computed with its evaluation; the viewer and the anchors are exempt. A result
+        // keeps its place only while each of its dominators has fewer than `cap` kept
+        // results, so no node holds more than `cap` kept places. A partition keeps both sides
+        // in ranked order, so the result stays deterministic. Unreached candidates have no
+        // dominators: they are never over the cap.
+        let exempt =
+            |x: u32| x == NONE || viewer_node == Some(x) || anchors.binary_search(&x).is_ok();
+        let dominators = |e: &Entry| -> [u32; 2] {
+            eval_of(e).map_or([NONE; 2], |ev| {
+                ev.doms.map(|x| if exempt(x) { NONE } else { x })
+            })
         };
-        let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_endorser {
+        let (kept, over): (Vec<Entry>, Vec<Entry>) = match opts.sybil_per_dominator {
             Some(cap) => {
                 let mut counts: IdMap<usize> = IdMap::default();
-                ordered.into_iter().partition(|e| match endorser(e) {
-                    Some(u) => {
-                        let n = counts.entry(u).or_insert(0);
-                        *n += 1;
-                        *n <= cap
+                ordered.into_iter().partition(|e| {
+                    let doms = dominators(e);
+                    let under = doms
+                        .iter()
+                        .all(|x| *x == NONE || counts.get(x).copied().unwrap_or(0) < cap);
+                    if under {
+                        for x in doms.into_iter().filter(|&x| x != NONE) {
+                            *counts.entry(x).or_insert(0) += 1;
+                        }
                     }
-                    None => true,
+                    under
                 })
             }
             None => (ordered, Vec::new()),
@@ -839,16 +1028,22 @@ impl TrustGraph {
         for e in &over {
             place(e, &mut order);
         }
-        Ranking { order, explained }
+        let cut = by_viewer.as_ref().is_some_and(|e| e.frontier.cut)
+            || by_anchors.as_ref().is_some_and(|e| e.frontier.cut);
+        Ranking {
+            order,
+            explained,
+            cut,
+        }
     }
 
     /// The best path of at most three hops from `from` to `to` (fewest hops, then largest
     /// product), for getTrustPath. `None` if there is none or either DID is unknown.
-    pub fn path(
+    pub fn path<C: Capabilities>(
         &self,
         from: &str,
         to: &str,
-        capability: Option<&str>,
+        capability: C,
         now_us: i64,
         opts: &RankOptions,
     ) -> Option<TrustPath> {
@@ -862,8 +1057,8 @@ impl TrustGraph {
         }
         let a = self.node(from)?;
         let b = self.node(to)?;
-        let mut w = self.weigher(capability, now_us, opts.half_life_us);
-        let f = Frontier::compute(self, &mut w, &[a]);
+        let mut w = self.weigher(&capability.list(), now_us, opts.half_life_us);
+        let f = Frontier::compute(self, &mut w, &[a], opts.frontier_budget);
         let ev = f.evaluate(self, &mut w, b)?;
         let edges = if ev.last == NONE {
             Vec::new()
@@ -941,14 +1136,14 @@ mod tests {
         let mut compared = 0;
         for seed in 0..20u32 {
             for cap in [None, Some("s")] {
-                let mut w = g.weigher(cap, 1 << 50, crate::model::YEAR_US);
-                let f = Frontier::compute(&g, &mut w, &[seed]);
+                let mut w = g.weigher(cap.as_slice(), 1 << 50, crate::model::YEAR_US);
+                let f = Frontier::compute(&g, &mut w, &[seed], usize::MAX);
                 let (pull_at, pull) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Pull);
                 let (push_at, push) = f.evaluate_targets(&g, &mut w, &prepared, Mode::Push);
                 let key = |at: &[u32], evals: &[Eval], s: usize| {
                     evals
                         .get(at[s] as usize)
-                        .map(|e| (e.dist, e.best, e.last, e.vouchers.clone()))
+                        .map(|e| (e.dist, e.best, e.last, e.vouchers.clone(), e.doms))
                 };
                 for s in 0..all.len() {
                     let (a, b) = (key(&pull_at, &pull, s), key(&push_at, &push, s));

@@ -925,6 +925,295 @@ async fn sybil_cap(ctx: Ctx) {
             .as_array()
             .is_some_and(|a| a[7..17].iter().all(|s| s["trust"]["basis"] == "fallback"))
     );
+
+    // A tree behind a second compromised node: it endorses 100 intermediates, each of which
+    // endorses two sybils, so every sybil has its own last-hop endorser. The root is on
+    // every path to all 200, so they too hold at most two places of the top 10.
+    let root = did("treeroot");
+    let mut c = vec![upsert_endorsement(&endorsement(
+        &v,
+        "3ktreeroot",
+        &root,
+        100,
+        &[],
+    ))];
+    for k in 0..100 {
+        let i = did(&format!("inter{k:03}"));
+        c.push(upsert_endorsement(&endorsement(
+            &root,
+            &format!("3kti{k:09}"),
+            &i,
+            100,
+            &[],
+        )));
+        for j in 0..2 {
+            let s = did(&format!("tsybil{k:03}{j}"));
+            c.push(upsert_endorsement(&endorsement(
+                &i,
+                &format!("3kts{k:08}{j}"),
+                &s,
+                100,
+                &cap,
+            )));
+            c.push(upsert_service(&service(&s, "sms", &cap)));
+        }
+    }
+    apply(&ctx.store, c).await;
+    let (app2, _) = crate::data::app(&ctx.store, config()).await;
+    let (st, body) = get(&app2, &search(&v, "&limit=10")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let ops = operators_of(&body);
+    let tree = ops.iter().filter(|d| d.contains("tsybil")).count();
+    let star = ops.iter().filter(|d| d.contains(":sybil")).count();
+    assert!(
+        tree <= 2 && star <= 2,
+        "{tree} tree and {star} star sybils: {ops:?}"
+    );
+    assert_eq!(
+        ops.iter().filter(|d| d.contains(":hp")).count(),
+        5,
+        "{ops:?}"
+    );
+}
+
+/// Scope is weighed the same everywhere: with no capability queried, against what the
+/// service offers (search, getService, getOperator agree); with several, by best match in
+/// any order. viewer → op scoped to email (100); viewer → friend → op unscoped (50).
+async fn capability_scope_everywhere(ctx: Ctx) {
+    let (v, op, friend) = (did("viewer"), did("op"), did("friend"));
+    let mut c = Vec::new();
+    for n in ["viewer", "op", "friend"] {
+        c.extend(operator(n));
+    }
+    let mail = service(&op, "mail", &["email.send"]);
+    let sms = service(&op, "sms", &["sms.send"]);
+    let both_svc = service(&op, "both", &["email.send", "sms.send"]);
+    for s in [&mail, &sms, &both_svc] {
+        c.push(upsert_service(s));
+    }
+    c.push(upsert_endorsement(&endorsement(
+        &v,
+        "3kscope00001",
+        &op,
+        100,
+        &["email"],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &v,
+        "3kscope00002",
+        &friend,
+        100,
+        &[],
+    )));
+    c.push(upsert_endorsement(&endorsement(
+        &friend,
+        "3kscope00003",
+        &op,
+        50,
+        &[],
+    )));
+    apply(&ctx.store, c).await;
+    let (app, trust) = app(&ctx.store, config()).await;
+    let trust_of = |body: &Value, uri: &str| -> (Value, Value) {
+        let s = body["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["uri"] == uri).cloned())
+            .unwrap_or_default();
+        (s["trust"]["distance"].clone(), s["trust"]["score"].clone())
+    };
+    let (st, all) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.searchServices?viewer={}&limit=50",
+            enc(&v)
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{all}");
+    // The email-scoped endorsement vouches for the mail service directly, not for sms.
+    assert_eq!(trust_of(&all, &mail.uri).0, 1, "{all}");
+    assert_eq!(trust_of(&all, &sms.uri).0, 2, "{all}");
+    assert_eq!(trust_of(&all, &both_svc.uri).0, 1, "{all}");
+    let (_, operator_view) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getOperator?actor={}&viewer={}",
+            enc(&op),
+            enc(&v)
+        ),
+    )
+    .await;
+    for s in [&mail, &sms, &both_svc] {
+        let (_, one) = get(
+            &app,
+            &format!(
+                "/xrpc/dev.guildhall.getService?uri={}&viewer={}",
+                enc(&s.uri),
+                enc(&v)
+            ),
+        )
+        .await;
+        let via_get = (
+            one["service"]["trust"]["distance"].clone(),
+            one["service"]["trust"]["score"].clone(),
+        );
+        assert_eq!(
+            via_get,
+            trust_of(&all, &s.uri),
+            "getService {}: {one}",
+            s.uri
+        );
+        assert_eq!(
+            trust_of(&operator_view, &s.uri),
+            via_get,
+            "getOperator {}",
+            s.uri
+        );
+    }
+    // Several capabilities: best match per edge, whatever their order (only the first
+    // scoped before, so sms.send first left the email endorsement out).
+    let q = |caps: &str| {
+        format!(
+            "/xrpc/dev.guildhall.searchServices?viewer={}{caps}",
+            enc(&v)
+        )
+    };
+    let (_, ab) = get(&app, &q("&capability=sms.send&capability=email.send")).await;
+    let (_, ba) = get(&app, &q("&capability=email.send&capability=sms.send")).await;
+    assert_eq!(operators_of(&ab), [op.as_str()]);
+    assert_eq!(trust_of(&ab, &both_svc.uri), trust_of(&ba, &both_svc.uri));
+    assert_eq!(trust_of(&ab, &both_svc.uri).0, 1, "{ab}");
+    // A live service update reaches the graph: sms now also offers email.send, and the
+    // email endorsement covers it.
+    let sms2 = with_caps(&sms, &["sms.send", "email.send"]);
+    let change = vec![upsert_service(&sms2)];
+    apply(&ctx.store, change.clone()).await;
+    trust
+        .apply_changes(&change, &ctx.store)
+        .await
+        .expect("apply");
+    let (_, one) = get(
+        &app,
+        &format!(
+            "/xrpc/dev.guildhall.getService?uri={}&viewer={}",
+            enc(&sms.uri),
+            enc(&v)
+        ),
+    )
+    .await;
+    assert_eq!(one["service"]["trust"]["distance"], 1, "{one}");
+}
+
+/// A resync (`DeleteRepoRecords`, then the repo's records) and status changes that move
+/// nothing are applied in place: no rebuild from the store, no re-adding of edges.
+async fn incremental_resync_and_noop_status(ctx: Ctx) {
+    apply(&ctx.store, world()).await;
+    let opts = || TrustIndexOptions {
+        build: BuildOptions {
+            rebuild_churn_ppm: u32::MAX,
+            ..BuildOptions::default()
+        },
+        ..TrustIndexOptions::default()
+    };
+    let (app, trust) = app_with(&ctx.store, config(), opts()).await;
+    let (v, e1) = (did("viewer"), did("e1"));
+    let step = |changes: Vec<Change>| {
+        let (store, trust) = (ctx.store.clone(), Arc::clone(&trust));
+        async move {
+            apply(&store, changes.clone()).await;
+            trust.apply_changes(&changes, &store).await.expect("apply")
+        }
+    };
+    // Active → Active: nothing moves (it re-added every edge of the account before).
+    let (s0, g0) = (trust.stats(), trust.generation());
+    let rebuild = step(vec![Change::Account {
+        did: did("p2"),
+        status: OperatorStatus::Active,
+    }])
+    .await;
+    assert!(!rebuild);
+    assert_eq!((trust.stats(), trust.generation()), (s0, g0));
+    // Suspended, then Takendown: only the first hides anything.
+    for (status, tombs) in [
+        (OperatorStatus::Suspended, 1),
+        (OperatorStatus::Takendown, 1),
+    ] {
+        step(vec![Change::Account {
+            did: did("p3"),
+            status,
+        }])
+        .await;
+        assert_eq!(trust.stats().tombstoned, tombs);
+    }
+    step(vec![Change::Account {
+        did: did("p3"),
+        status: OperatorStatus::Active,
+    }])
+    .await;
+    // A resync of e1 whose repo now endorses p3 directly, and neither p2 nor e2: its two
+    // old edges go, the new one comes, and no rebuild is asked for (one was, before).
+    let s1 = trust.stats();
+    let rebuild = step(vec![
+        Change::DeleteRepoRecords { did: e1.clone() },
+        upsert_endorsement(&endorsement(
+            &e1,
+            "3kresync0001",
+            &did("p3"),
+            70,
+            &["sms.send"],
+        )),
+    ])
+    .await;
+    assert!(!rebuild, "a resync is applied in place");
+    let s2 = trust.stats();
+    assert_eq!(s2.base_edges, s1.base_edges, "no rebuild");
+    assert_eq!(s2.tombstoned, s1.tombstoned + 2);
+    assert_eq!(s2.overlay_edges, s1.overlay_edges + 1);
+    // The same answer as a graph loaded from the store afterwards.
+    let (fresh, _) = app_with(&ctx.store, config(), opts()).await;
+    let (_, live) = get(&app, &search(&v, "")).await;
+    let (_, loaded) = get(&fresh, &search(&v, "")).await;
+    assert_eq!(live["services"], loaded["services"]);
+    assert_eq!(
+        operators_of(&live),
+        [did("p1"), did("p3"), did("p2"), did("p4")],
+        "{live}"
+    );
+    // An account hidden when the index loaded comes back on its reactivation.
+    step(vec![Change::Account {
+        did: e1.clone(),
+        status: OperatorStatus::Takendown,
+    }])
+    .await;
+    let (app3, trust3) = app_with(&ctx.store, config(), opts()).await;
+    apply(
+        &ctx.store,
+        vec![Change::Account {
+            did: e1.clone(),
+            status: OperatorStatus::Active,
+        }],
+    )
+    .await;
+    trust3
+        .apply_changes(
+            &[Change::Account {
+                did: e1,
+                status: OperatorStatus::Active,
+            }],
+            &ctx.store,
+        )
+        .await
+        .expect("apply");
+    let (_, back) = get(&app3, &search(&v, "")).await;
+    assert_eq!(back["services"], loaded["services"]);
+}
+
+/// A service row with other capabilities (and a new CID, as a new version would have).
+fn with_caps(s: &guildhall_store::ServiceRow, caps: &[&str]) -> guildhall_store::ServiceRow {
+    let mut s = s.clone();
+    s.capabilities = caps.iter().map(|c| c.to_string()).collect();
+    s.cid = format!("{}2", s.cid);
+    s
 }
 
 async fn limits_cors_and_did_web(ctx: Ctx) {
@@ -976,6 +1265,8 @@ both!(
     live_delete_changes_ranking,
     pagination_is_stable,
     sybil_cap,
+    capability_scope_everywhere,
+    incremental_resync_and_noop_status,
     limits_cors_and_did_web,
     loads_in_pages,
 );

@@ -242,6 +242,13 @@ async fn apply_and_read_back(ctx: Ctx) {
         store.service_cids().await.expect("cids"),
         vec![(s.uri.clone(), s.cid.clone())]
     );
+    assert_eq!(
+        store.service_capabilities().await.expect("service caps"),
+        vec![
+            (s.uri.clone(), "sms.receive".to_owned()),
+            (s.uri.clone(), "sms.send".to_owned())
+        ]
+    );
     let rej = store.rejections(10).await.expect("rejections");
     assert_eq!(rej.len(), 1);
     assert_eq!(rej[0].row, rejection);
@@ -521,6 +528,12 @@ async fn takedown_hides_and_reactivation_restores(ctx: Ctx) {
         assert!(hidden.candidates.candidates.iter().all(|h| h.did != a));
         assert_eq!(hidden.all_endorsements.len(), 1);
         assert_eq!(hidden.service_cids.len(), 1);
+        assert_eq!(
+            store.inactive_operators().await.expect("inactive"),
+            [a.as_str()]
+        );
+        let offered = store.service_capabilities().await.expect("service caps");
+        assert!(!offered.is_empty() && offered.iter().all(|(u, _)| !u.contains(a.as_str())));
         assert_eq!(hidden.capabilities, vec![("sms.send".to_owned(), 1)]);
         assert_eq!(hidden.stats.services, 1);
         assert_eq!(hidden.stats.inactive_operators, 1);

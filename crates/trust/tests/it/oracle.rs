@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guildhall_trust::weight::{endorsement_weight, to_ppm};
+use guildhall_trust::weight::{endorsement_weight_with, kappa_best, kappa_offered, to_ppm};
 use guildhall_trust::{
     Basis, BuildOptions, CandidateProvider, EdgeRef, Endorsement, RankOptions, Ranked, TrustGraph,
     YEAR_US,
@@ -22,7 +22,14 @@ const CAPS: [&[&str]; 5] = [
     &["email"],
     &["sms.send.us", "email"],
 ];
-const QUERIES: [Option<&str>; 3] = [None, Some("sms.send"), Some("email")];
+/// Queried capabilities: none, one, or two in either order (best match per edge).
+const QUERIES: [&[&str]; 5] = [
+    &[],
+    &["sms.send"],
+    &["email"],
+    &["sms.send", "email"],
+    &["email", "sms.send"],
+];
 
 /// `(from, to, strength, age_us, caps, expiry, pin)`.
 type Spec = (usize, usize, i64, i64, usize, u8, u8);
@@ -56,12 +63,34 @@ fn endorsement(i: usize, s: &Spec, junk: bool) -> Endorsement {
     }
 }
 
-fn weight(e: &Endorsement, cap: Option<&str>) -> f64 {
+/// The scope of one ranking: the queried capabilities, and what the candidate's service
+/// offers (weighed against its final edges when nothing is queried).
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    query: &'a [&'a str],
+    offered: &'a [&'a str],
+}
+
+fn weight_k(e: &Endorsement, kappa: f64) -> f64 {
     let current = match &e.pinned {
         Some((svc, _)) if svc == SVC_A => Some("bafyc1"),
         _ => None,
     };
-    endorsement_weight(e, cap, NOW, YEAR_US, current)
+    endorsement_weight_with(e, kappa, NOW, YEAR_US, current)
+}
+
+/// Weight of an edge inside a path.
+fn weight(e: &Endorsement, sc: Scope<'_>) -> f64 {
+    weight_k(e, kappa_best(&e.capabilities, sc.query))
+}
+
+/// Weight of the final edge of a path.
+fn final_weight(e: &Endorsement, sc: Scope<'_>) -> f64 {
+    if sc.query.is_empty() && !sc.offered.is_empty() {
+        weight_k(e, kappa_offered(&e.capabilities, sc.offered))
+    } else {
+        weight(e, sc)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -69,10 +98,13 @@ struct Best {
     dist: u8,
     score: f64,
     vouchers: BTreeSet<String>,
+    /// Nodes on every enumerated path (seeds and the node itself excluded later): the
+    /// intersection of the inner nodes of all of them.
+    doms: Option<BTreeSet<String>>,
 }
 
 /// Every simple path of at most three hops from any seed, by depth-first enumeration.
-fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap<String, Best> {
+fn oracle(list: &[Endorsement], seeds: &[String], cap: Scope<'_>) -> BTreeMap<String, Best> {
     let mut best: BTreeMap<String, Best> = BTreeMap::new();
     for s in seeds {
         best.insert(
@@ -81,12 +113,13 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
                 dist: 0,
                 score: 1.0,
                 vouchers: BTreeSet::new(),
+                doms: None,
             },
         );
     }
     fn walk(
         list: &[Endorsement],
-        cap: Option<&str>,
+        cap: Scope<'_>,
         seeds: &[String],
         path: &mut Vec<String>,
         product: f64,
@@ -96,17 +129,19 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
             return;
         };
         for e in list.iter().filter(|e| e.author == here) {
-            let w = weight(e, cap);
-            if w <= 0.0 || path.contains(&e.subject) {
+            if path.contains(&e.subject) {
                 continue;
             }
-            let p = product * w;
+            let (w, wf) = (weight(e, cap), final_weight(e, cap));
             let len = path.len() as u8;
-            if !seeds.contains(&e.subject) {
+            // As the final edge (into e.subject), weighed by the final scope.
+            let p = product * wf;
+            if wf > 0.0 && !seeds.contains(&e.subject) {
                 let b = best.entry(e.subject.clone()).or_insert(Best {
                     dist: u8::MAX,
                     score: 0.0,
                     vouchers: BTreeSet::new(),
+                    doms: None,
                 });
                 if len < b.dist {
                     (b.dist, b.score) = (len, p);
@@ -114,10 +149,15 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
                     b.score = p;
                 }
                 b.vouchers.insert(here.clone());
+                let inner: BTreeSet<String> = path[1..].iter().cloned().collect();
+                b.doms = Some(match b.doms.take() {
+                    None => inner,
+                    Some(d) => d.intersection(&inner).cloned().collect(),
+                });
             }
-            if len < 3 {
+            if len < 3 && w > 0.0 {
                 path.push(e.subject.clone());
-                walk(list, cap, seeds, path, p, best);
+                walk(list, cap, seeds, path, product * w, best);
                 path.pop();
             }
         }
@@ -128,23 +168,38 @@ fn oracle(list: &[Endorsement], seeds: &[String], cap: Option<&str>) -> BTreeMap
     best
 }
 
-/// (candidate, basis, distance, score ppm, voucher count, voucher sample, exact score).
-type Row = (usize, Basis, Option<u8>, u32, u32, Vec<String>, f64);
+/// (candidate, basis, distance, score ppm, voucher count, voucher sample, exact score,
+/// dominators with the viewer and anchors removed).
+type Row = (
+    usize,
+    Basis,
+    Option<u8>,
+    u32,
+    u32,
+    Vec<String>,
+    f64,
+    BTreeSet<String>,
+);
 
 /// What the ranker must return, before the sybil cap.
 fn expected(
     list: &[Endorsement],
     viewer: Option<&str>,
     anchors: &[String],
-    cap: Option<&str>,
+    query: &[&str],
+    offers: &[usize],
     cands: &[CandidateProvider],
 ) -> Vec<Row> {
-    let by_viewer = viewer.map(|v| oracle(list, &[v.to_string()], cap));
-    let by_anchors = (!anchors.is_empty()).then(|| oracle(list, anchors, cap));
     let mut rows: Vec<(u8, usize, Option<Best>)> = cands
         .iter()
         .enumerate()
         .map(|(i, c)| {
+            let sc = Scope {
+                query,
+                offered: CAPS[offers[i]],
+            };
+            let by_viewer = viewer.map(|v| oracle(list, &[v.to_string()], sc));
+            let by_anchors = (!anchors.is_empty()).then(|| oracle(list, anchors, sc));
             if let Some(b) = by_viewer.as_ref().and_then(|m| m.get(&c.operator)) {
                 (0, i, Some(b.clone()))
             } else if let Some(b) = by_anchors.as_ref().and_then(|m| m.get(&c.operator)) {
@@ -185,8 +240,13 @@ fn expected(
                     b.vouchers.len() as u32,
                     b.vouchers.iter().take(5).cloned().collect(),
                     b.score,
+                    b.doms
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|x| viewer != Some(x.as_str()) && !anchors.contains(x))
+                        .collect(),
                 ),
-                None => (i, basis, None, 0, 0, Vec::new(), 0.0),
+                None => (i, basis, None, 0, 0, Vec::new(), 0.0, BTreeSet::new()),
             }
         })
         .collect()
@@ -197,7 +257,7 @@ fn expected(
 fn check_path(
     list: &[Endorsement],
     seeds: &[String],
-    cap: Option<&str>,
+    cap: Scope<'_>,
     target: &str,
     path: &[EdgeRef],
     score: f64,
@@ -224,28 +284,30 @@ fn check_path(
             r.created_at_us
         );
         assert_eq!(r.cid.as_deref(), Some(e.cid.as_str()));
-        product *= weight(e, cap);
+        product *= if k + 1 == path.len() {
+            final_weight(e, cap)
+        } else {
+            weight(e, cap)
+        };
     }
     assert_eq!(product, score, "the path explains the score exactly");
 }
 
-/// The sybil cap applied to an uncapped ranking: per last-hop endorser of a path of two or
-/// more hops, the first two results stay; the others follow every other result, in order.
-fn sybil_capped(r: &[Ranked]) -> Vec<usize> {
-    let endorser = |x: &Ranked| {
-        (x.path.len() >= 2)
-            .then(|| x.path.last().map(|e| e.from.clone()))
-            .flatten()
-    };
+/// The sybil cap applied to an uncapped ranking, from the brute-force dominators: going down
+/// the order, a result stays while each node dominating it dominates fewer than two results
+/// kept so far; the others follow every other result, in order.
+fn sybil_capped(r: &[Ranked], want: &[Row]) -> Vec<usize> {
+    let doms: BTreeMap<usize, &BTreeSet<String>> = want.iter().map(|w| (w.0, &w.7)).collect();
     let (mut kept, mut over, mut counts) = (Vec::new(), Vec::new(), BTreeMap::new());
     for x in r {
-        match endorser(x) {
-            Some(u) if counts.get(&u).copied().unwrap_or(0) >= 2 => over.push(x.candidate),
-            Some(u) => {
+        let d = doms.get(&x.candidate).copied().cloned().unwrap_or_default();
+        if d.iter().all(|u| counts.get(u).copied().unwrap_or(0) < 2) {
+            for u in d {
                 *counts.entry(u).or_insert(0) += 1;
-                kept.push(x.candidate);
             }
-            None => kept.push(x.candidate),
+            kept.push(x.candidate);
+        } else {
+            over.push(x.candidate);
         }
     }
     kept.into_iter().chain(over).collect()
@@ -256,7 +318,14 @@ fn spec() -> impl Strategy<Value = Spec> {
         0..NODES,
         0..NODES,
         prop_oneof![Just(100i64), Just(50), 1i64..=100],
-        prop_oneof![Just(0i64), 0..4 * YEAR_US],
+        // Future dates too: within the clock skew (counts as new) and past it (refused).
+        prop_oneof![
+            Just(0i64),
+            0..4 * YEAR_US,
+            Just(-100_000_000),
+            Just(-400_000_000),
+            Just(-10 * YEAR_US)
+        ],
         0..CAPS.len(),
         0u8..8,
         0u8..8,
@@ -275,6 +344,7 @@ proptest! {
         anchor_mask in 0u8..8,
         query in 0..QUERIES.len(),
         qualities in prop::collection::vec(0u32..4, NODES + 1),
+        offers in prop::collection::vec(0..CAPS.len(), NODES + 1),
     ) {
         let list: Vec<Endorsement> = specs.iter().enumerate().map(|(i, s)| endorsement(i, s, false)).collect();
         let junk: Vec<Endorsement> = junk.iter().enumerate().map(|(i, s)| endorsement(i, s, true)).collect();
@@ -283,6 +353,11 @@ proptest! {
         let base = list[..split].iter().chain(&junk);
         let Ok(mut g) = TrustGraph::build(base, &BuildOptions::default()) else { panic!("build") };
         prop_assert!(g.set_service_cid(SVC_A, "bafyc1").is_ok());
+        // What each candidate's service offers (CAPS[0]: nothing known).
+        for (i, &k) in offers.iter().enumerate() {
+            let svc = format!("s{i}");
+            prop_assert!(g.set_service_capabilities(&svc, CAPS[k]).is_ok());
+        }
         let cands: Vec<CandidateProvider> = (0..=NODES)
             .map(|i| CandidateProvider { operator: node(i), service: format!("s{i}"), quality_ppm: qualities[i] })
             .collect();
@@ -298,9 +373,9 @@ proptest! {
         // Node NODES is unknown to the graph.
         let viewer = viewer.map(node);
         let anchors: Vec<String> = (0..3).filter(|b| anchor_mask & (1 << b) != 0).map(|b| node(b + 4)).collect();
-        let want = expected(&list, viewer.as_deref(), &anchors, cap, &cands);
+        let want = expected(&list, viewer.as_deref(), &anchors, cap, &offers, &cands);
 
-        let free = RankOptions { anchors: anchors.clone(), sybil_per_endorser: None, ..RankOptions::default() };
+        let free = RankOptions { anchors: anchors.clone(), sybil_per_dominator: None, ..RankOptions::default() };
         for graph in [&g, &g.rebuilt().unwrap_or_else(|e| panic!("{e}"))] {
             let got = graph.rank(viewer.as_deref(), cap, &cands, NOW, &free);
             let got_rows: Vec<_> = got
@@ -326,8 +401,10 @@ proptest! {
                 if let Some(d) = x.distance {
                     let seeds = if x.basis == Basis::Graph { vec![viewer.clone().unwrap_or_default()] } else { anchors.clone() };
                     prop_assert_eq!(x.path.len(), usize::from(d));
-                    check_path(&list, &seeds, cap, &cands[x.candidate].operator, &x.path, w.6);
-                    if x.basis == Basis::Graph {
+                    let sc = Scope { query: cap, offered: CAPS[offers[x.candidate]] };
+                    check_path(&list, &seeds, sc, &cands[x.candidate].operator, &x.path, w.6);
+                    // getTrustPath knows no service: it agrees when none scopes the path.
+                    if x.basis == Basis::Graph && (!cap.is_empty() || sc.offered.is_empty()) {
                         let tp = graph.path(&seeds[0], &cands[x.candidate].operator, cap, NOW, &free);
                         prop_assert_eq!(tp.map(|t| (t.distance, t.score_ppm, t.edges)), Some((d, x.score_ppm, x.path.clone())));
                     }
@@ -335,7 +412,7 @@ proptest! {
             }
             // The sybil cap is a stable demotion of the uncapped order.
             let capped = graph.rank(viewer.as_deref(), cap, &cands, NOW, &RankOptions { anchors: anchors.clone(), ..RankOptions::default() });
-            prop_assert_eq!(capped.iter().map(|x| x.candidate).collect::<Vec<_>>(), sybil_capped(&got));
+            prop_assert_eq!(capped.iter().map(|x| x.candidate).collect::<Vec<_>>(), sybil_capped(&got, &want));
         }
     }
 }

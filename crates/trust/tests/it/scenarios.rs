@@ -194,6 +194,34 @@ fn decay_halves_each_half_life() {
 const YEAR_US_: i64 = guildhall_trust::YEAR_US;
 
 #[test]
+fn future_dated_endorsements_do_not_stay_new() {
+    let mut e = Edges::default();
+    // Ten years ahead: under the old rule brand new (weight 1) for ten years.
+    e.add("v", "far", 100, &[], -10 * YEAR_DAYS);
+    // A minute ahead: a drifting clock, within the skew.
+    e.add("v", "near", 100, &[], 0).created_at_us = NOW + 60_000_000;
+    let mut g = e.graph();
+    // The same through the overlay.
+    let mut later = Edges::default();
+    later.list.push(e.list[0].clone());
+    later.list[0].uri = e.list[0]
+        .uri
+        .replace("dev.guildhall.endorsement", "dev.guildhall.other");
+    later.list[0].subject = did("far2");
+    assert!(g.add(&later.list[0]).is_ok());
+    let cands = [cand("far", 0), cand("near", 0), cand("far2", 0)];
+    let r = rank(&g, Some("v"), None, &cands);
+    assert_eq!(of(&r, 0).distance, None, "refused, not brand new");
+    assert_eq!(of(&r, 2).distance, None, "refused through the overlay too");
+    assert_eq!(of(&r, 1).score_ppm, 1_000_000, "within the skew: new");
+    // From its date on, the far one counts and decays like any other.
+    let at = NOW + 10 * YEAR_US_;
+    let opts = RankOptions::default();
+    let r = g.rank(Some(&did("v")), None, &cands, at + YEAR_US_, &opts);
+    assert_eq!(of(&r, 0).score_ppm, ppm(0.5));
+}
+
+#[test]
 fn expiry_is_exclusive_of_its_instant() {
     let mut e = Edges::default();
     e.add("v", "a", 100, &[], 0).expires_at_us = Some(NOW);
@@ -474,4 +502,196 @@ fn deterministic_under_shuffled_input() {
             );
         }
     }
+}
+
+#[test]
+fn several_capabilities_weigh_by_best_match_in_any_order() {
+    let mut e = Edges::default();
+    e.add("v", "mail", 80, &["email"], 0);
+    e.add("v", "text", 60, &["sms.send"], 0);
+    e.add("v", "any", 100, &[], 0);
+    let g = e.graph();
+    let cands = [cand("mail", 0), cand("text", 0), cand("any", 0)];
+    let scores = |q: &[&str]| -> Vec<(usize, u32)> {
+        g.rank(Some(&did("v")), q, &cands, NOW, &RankOptions::default())
+            .into_iter()
+            .map(|x| (x.candidate, x.score_ppm))
+            .collect()
+    };
+    let a = scores(&["sms.send", "email"]);
+    let b = scores(&["email", "sms.send"]);
+    assert_eq!(a, b, "order of the queried capabilities does not matter");
+    // Each scoped endorsement counts fully for the capability it names; unscoped, half.
+    assert_eq!(a, [(0, 800_000), (1, 600_000), (2, 500_000)]);
+}
+
+#[test]
+fn with_no_capability_queried_scope_is_weighed_against_the_service() {
+    // The viewer endorses op for email only; op also runs an sms service. Nothing queried:
+    // the email service is vouched for, the sms one is not (it was, fully, before).
+    let mut e = Edges::default();
+    e.add("v", "op", 100, &["email"], 0);
+    e.add("v", "friend", 100, &[], 0);
+    e.add("friend", "op", 50, &[], 0);
+    let mut g = e.graph();
+    let svc = |name: &str| format!("at://{}/dev.guildhall.service/{name}", did("op"));
+    let ok = g.set_service_capabilities(&svc("mail"), &["email"]).is_ok()
+        && g.set_service_capabilities(&svc("sms"), &["sms.send"])
+            .is_ok();
+    assert!(ok);
+    let mk = |name: &str| guildhall_trust::CandidateProvider {
+        operator: did("op"),
+        service: svc(name),
+        quality_ppm: 0,
+    };
+    let cands = [mk("mail"), mk("sms"), mk("unknown")];
+    let r = rank(&g, Some("v"), None, &cands);
+    // Email: the direct, email-scoped endorsement.
+    assert_eq!(
+        (of(&r, 0).distance, of(&r, 0).score_ppm),
+        (Some(1), 1_000_000)
+    );
+    // Sms: the scoped endorsement does not cover it; only the unscoped path via friend.
+    assert_eq!(
+        (of(&r, 1).distance, of(&r, 1).score_ppm),
+        (Some(2), 500_000)
+    );
+    assert_eq!(of(&r, 1).vouchers.sample, [did("friend")]);
+    // A service whose capabilities the graph does not know is weighed as before.
+    assert_eq!(
+        (of(&r, 2).distance, of(&r, 2).score_ppm),
+        (Some(1), 1_000_000)
+    );
+    // The same through a rebuild, and forgotten with the service.
+    let Ok(mut h) = g.rebuilt() else {
+        panic!("rebuild")
+    };
+    assert_eq!(rank(&h, Some("v"), None, &cands), r);
+    h.clear_service(&svc("sms"));
+    assert_eq!(of(&rank(&h, Some("v"), None, &cands), 1).distance, Some(1));
+}
+
+/// The viewer endorses ten hubs (h0 most trusted); each hub endorses 10,000 fillers, one
+/// provider q directly and one middleman m leading to provider p. `to_m` false leaves the
+/// hub → m edges of hubs 2..10 out.
+fn hubs(to_m: bool) -> Edges {
+    let mut e = Edges::default();
+    for i in 0..10 {
+        let h = format!("h{i}");
+        e.add("viewer", &h, 100 - i, &[], 0);
+        e.add(&h, &format!("q{i}"), 90, &[], 0);
+        if to_m || i < 2 {
+            e.add(&h, &format!("m{i}"), 90, &[], 0);
+        }
+        e.add(&format!("m{i}"), &format!("p{i}"), 90, &[], 0);
+        for j in 0..10_000 {
+            e.add(&h, &format!("f{i}x{j}"), 50, &[], 0);
+        }
+    }
+    e
+}
+
+#[test]
+fn a_huge_frontier_is_cut_and_exact_for_what_it_covers() {
+    let g = hubs(true).graph();
+    let cands: Vec<_> = (0..10)
+        .flat_map(|i| [cand(&format!("p{i}"), 0), cand(&format!("q{i}"), 0)])
+        .collect();
+    let (v, cap) = (did("viewer"), None::<&str>);
+    // Hubs have 10,002 out-edges each: 25,000 edges of budget expand the two most trusted.
+    let budget = RankOptions {
+        frontier_budget: 25_000,
+        ..RankOptions::default()
+    };
+    let prepared = g.prepare(&cands);
+    let cut = g.rank_prepared(Some(&v), cap, &cands, &prepared, NOW, &budget);
+    assert!(cut.frontier_cut());
+    let cut = cut.into_vec();
+    // Every hub still ends paths: each q at two hops. Only the two expanded hubs lead on to
+    // their p at three hops; the other p are not reached.
+    for i in 0..10 {
+        assert_eq!(of(&cut, 2 * i + 1).distance, Some(2), "q{i}");
+        let p = of(&cut, 2 * i).distance;
+        assert_eq!(p, (i < 2).then_some(3), "p{i}");
+    }
+    // Exact for what it covers: the same answer as an uncut ranking of the graph without
+    // the unexpanded hubs' onward edges.
+    let reduced = hubs(false).graph();
+    let full = reduced.rank_prepared(
+        Some(&v),
+        cap,
+        &cands,
+        &reduced.prepare(&cands),
+        NOW,
+        &RankOptions::default(),
+    );
+    assert!(!full.frontier_cut());
+    // (Record keys differ between the two graphs: compare everything but them.)
+    let strip = |r: Vec<guildhall_trust::Ranked>| -> Vec<_> {
+        r.into_iter()
+            .map(|x| {
+                let hops: Vec<(String, String)> = x
+                    .path
+                    .iter()
+                    .map(|e| (e.from.clone(), e.to.clone()))
+                    .collect();
+                (
+                    x.candidate,
+                    x.distance,
+                    x.score_ppm,
+                    x.vouchers,
+                    x.basis,
+                    hops,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(full.into_vec()), strip(cut));
+    // Within the default budget nothing is cut and every p is reached.
+    let all = g.rank_prepared(
+        Some(&v),
+        cap,
+        &cands,
+        &prepared,
+        NOW,
+        &RankOptions::default(),
+    );
+    assert!(!all.frontier_cut());
+    assert!(all.into_vec().iter().all(|x| x.distance.is_some()));
+}
+
+#[test]
+fn remove_repo_drops_what_the_repo_wrote_only() {
+    let mut e = Edges::default();
+    e.add("v", "a", 100, &[], 0);
+    e.add("a", "b", 100, &[], 0);
+    e.add("c", "a", 100, &[], 0);
+    let mut g = e.graph();
+    // One of a's endorsements through the overlay too.
+    let mut more = e.clone();
+    more.add("a", "d", 100, &[], 0);
+    assert!(g.add(&more.list[3]).is_ok());
+    let svc = format!("at://{}/dev.guildhall.service/x", did("a"));
+    assert!(g.set_service_capabilities(&svc, &["sms"]).is_ok());
+    assert_eq!(g.remove_repo(&did("a")), 2);
+    let live: Vec<String> = g.live_endorsements().map(|x| x.uri).collect();
+    assert_eq!(
+        live,
+        [e.uri(0), e.uri(2)],
+        "a's own endorsements went, those naming a stay"
+    );
+    // Its services' capabilities are forgotten: a scoped endorsement of a counts again
+    // for x as for any service the graph knows nothing of.
+    let mut h = Edges::default();
+    h.add("v", "a", 100, &["email"], 0);
+    let mut g2 = h.graph();
+    assert!(g2.set_service_capabilities(&svc, &["sms"]).is_ok());
+    let c = [guildhall_trust::CandidateProvider {
+        operator: did("a"),
+        service: svc.clone(),
+        quality_ppm: 0,
+    }];
+    assert_eq!(rank(&g2, Some("v"), None, &c)[0].distance, None);
+    g2.remove_repo(&did("a"));
+    assert_eq!(rank(&g2, Some("v"), None, &c)[0].distance, Some(1));
 }

@@ -37,7 +37,7 @@ fn one_compromised_endorser_gets_at_most_two_of_the_top_ten() {
         &cands,
         NOW,
         &RankOptions {
-            sybil_per_endorser: None,
+            sybil_per_dominator: None,
             ..RankOptions::default()
         },
     );
@@ -202,4 +202,175 @@ fn with_nothing_else_to_show_the_excess_fills_the_page_last() {
         r.iter()
             .all(|x| x.basis == Basis::Fallback && x.distance.is_none())
     );
+}
+
+/// How the 1,000 sybils behind the compromised node C are wired.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// C endorses every sybil.
+    Star,
+    /// C endorses one intermediate, which endorses every sybil; the sybils also endorse the
+    /// next one along.
+    Chain,
+    /// C endorses 500 intermediates, each of which endorses two sybils: every sybil has its
+    /// own last-hop endorser, which the old per-endorser cap did not catch.
+    Tree,
+    /// C endorses every sybil, and each sybil endorses both ring neighbours, so each has
+    /// three vouchers.
+    Ring,
+}
+
+const SYBILS: usize = 1000;
+
+/// The viewer (or, with `anchored`, the sole anchor) reaches: five honest providers at three
+/// hops, each behind its own two endorsers; one provider with three independent vouchers;
+/// the compromised node C by one attack edge, behind which 1,000 sybils are wired as
+/// `shape`, all at full strength (they outscore every honest path); and 20 strangers.
+fn attack(shape: Shape) -> (TrustGraph, Vec<CandidateProvider>) {
+    let mut e = Edges::default();
+    let mut cands = Vec::new();
+    for i in 0..5 {
+        let (h, g, p) = (format!("h{i}"), format!("g{i}"), format!("provider{i}"));
+        e.add("viewer", &h, 60, &[], 100);
+        e.add(&h, &g, 60, &[], 100);
+        e.add(&g, &p, 60, &["sms.send"], 100);
+        cands.push(cand(&p, 0));
+    }
+    for a in ["a1", "a2", "a3"] {
+        e.add("viewer", a, 50, &[], 100);
+        e.add(a, "independent", 50, &["sms.send"], 100);
+    }
+    cands.push(cand("independent", 0));
+    // The one attack edge.
+    e.add("viewer", "c", 100, &[], 0);
+    let s = |j: usize| format!("sybil{:04}", j % SYBILS);
+    match shape {
+        Shape::Star => {
+            for j in 0..SYBILS {
+                e.add("c", &s(j), 100, &["sms.send"], 0);
+            }
+        }
+        Shape::Chain => {
+            e.add("c", "link", 100, &[], 0);
+            for j in 0..SYBILS {
+                e.add("link", &s(j), 100, &["sms.send"], 0);
+                e.add(&s(j), &s(j + 1), 100, &["sms.send"], 0);
+            }
+        }
+        Shape::Tree => {
+            for k in 0..SYBILS / 2 {
+                let i = format!("inter{k:03}");
+                e.add("c", &i, 100, &[], 0);
+                e.add(&i, &s(2 * k), 100, &["sms.send"], 0);
+                e.add(&i, &s(2 * k + 1), 100, &["sms.send"], 0);
+            }
+        }
+        Shape::Ring => {
+            for j in 0..SYBILS {
+                e.add("c", &s(j), 100, &["sms.send"], 0);
+                e.add(&s(j), &s(j + 1), 100, &["sms.send"], 0);
+                e.add(&s(j + 1), &s(j), 100, &["sms.send"], 0);
+            }
+        }
+    }
+    for j in 0..SYBILS {
+        cands.push(cand(&s(j), u32::MAX));
+    }
+    for k in 0..20 {
+        cands.push(cand(&format!("stranger{k:02}"), 0));
+    }
+    (e.graph(), cands)
+}
+
+#[test]
+fn one_attack_edge_holds_two_of_the_top_ten_in_any_shape() {
+    for shape in [Shape::Star, Shape::Chain, Shape::Tree, Shape::Ring] {
+        let (g, cands) = attack(shape);
+        let op = |x: &Ranked| cands[x.candidate].operator.as_str();
+        let sybils = |r: &[Ranked]| r.iter().filter(|x| op(x).contains(":sybil")).count();
+        for anchored in [false, true] {
+            let (viewer, anchors) = if anchored {
+                (None, vec![did("viewer")])
+            } else {
+                (Some(did("viewer")), Vec::new())
+            };
+            let rank = |cap: Option<usize>| {
+                g.rank(
+                    viewer.as_deref(),
+                    Some("sms.send"),
+                    &cands,
+                    NOW,
+                    &RankOptions {
+                        anchors: anchors.clone(),
+                        sybil_per_dominator: cap,
+                        ..RankOptions::default()
+                    },
+                )
+            };
+            let uncapped = rank(None);
+            // (In the two shapes that put sybils at three hops, the independent provider at
+            // two hops keeps one place.)
+            assert!(
+                sybils(&uncapped[..10]) >= 9,
+                "{shape:?}: without the cap sybils take the page"
+            );
+            let r = rank(Some(2));
+            let top = &r[..10];
+            assert_eq!(sybils(top), 2, "{shape:?} anchored={anchored}");
+            // Every honest provider keeps a place: each is dominated only by its own
+            // endorsers, and the independent one by nobody.
+            for p in [
+                "provider0",
+                "provider1",
+                "provider2",
+                "provider3",
+                "provider4",
+            ]
+            .into_iter()
+            .chain(["independent"])
+            {
+                assert!(
+                    top.iter().any(|x| op(x) == did(p)),
+                    "{shape:?} anchored={anchored}: {p} was demoted"
+                );
+            }
+            // The two sybils kept are the first two of the uncapped order; the rest follow
+            // every other result, the strangers included.
+            assert_eq!(r[..2], uncapped[..2]);
+            assert!(
+                r[r.len() - (SYBILS - 2)..]
+                    .iter()
+                    .all(|x| op(x).contains(":sybil"))
+            );
+            assert!(r[8..28].iter().all(|x| op(x).contains(":stranger")));
+        }
+    }
+}
+
+#[test]
+fn three_independent_vouchers_are_not_demoted_by_one_of_them() {
+    // The honest provider P has three vouchers; one of them, C, also vouches for twelve
+    // sybils that outscore P. C dominates every sybil but not P, so P keeps its place
+    // right after the two sybils C is allowed.
+    let mut e = Edges::default();
+    let mut cands = Vec::new();
+    for a in ["c", "a2", "a3"] {
+        e.add("viewer", a, 100, &[], 0);
+        e.add(a, "p", 40, &[], 0);
+    }
+    for j in 0..12 {
+        let s = format!("sybil{j:02}");
+        e.add("c", &s, 100, &[], 0);
+        cands.push(cand(&s, 0));
+    }
+    cands.push(cand("p", 0));
+    let g = e.graph();
+    let r = rank(&g, Some("viewer"), None, &cands);
+    let ops: Vec<&str> = r
+        .iter()
+        .map(|x| cands[x.candidate].operator.as_str())
+        .collect();
+    assert_eq!(ops[2], did("p"));
+    assert_eq!(r[2].vouchers.count, 3);
+    assert!(ops[..2].iter().all(|o| o.contains(":sybil")));
 }
