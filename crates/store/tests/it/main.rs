@@ -7,3 +7,4 @@ mod equiv;
 mod harness;
 mod prop;
 mod reads;
+mod shares;
