@@ -159,7 +159,7 @@ impl SearchCursor {
         if !key.verify(&signed(b), tag) {
             return Err(invalid("cursor was not issued by this service"));
         }
-        let field = |i| u64_at(&b, i).ok_or_else(|| invalid("malformed cursor"));
+        let field = |i| u64_at(b, i).ok_or_else(|| invalid("malformed cursor"));
         let offset = b
             .get(32..36)
             .and_then(|s| <[u8; 4]>::try_from(s).ok())
