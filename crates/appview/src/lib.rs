@@ -97,6 +97,11 @@ pub struct AppConfig {
     /// Most operators of the viewer's and anchors' reach (within three hops, nearest first)
     /// whose services are always ranked.
     pub reach_budget: usize,
+    /// Most services of one operator within that reach that a search ranks: a far larger
+    /// share than `candidates_per_operator`, but still a bound, since an anchor's three-hop
+    /// reach is wide and every anonymous search would otherwise read all of a hostile
+    /// operator's services.
+    pub reach_per_operator: usize,
     /// Ranked services kept in all for cursor pagination: 8 bytes each, plus the path and
     /// vouchers of those reached from the viewer, plus their candidate rows (about 250
     /// bytes each) while no longer shared with the candidate cache.
@@ -127,6 +132,7 @@ impl Default for AppConfig {
             candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
             candidates_per_operator: guildhall_store::DEFAULT_CANDIDATES_PER_OPERATOR,
             reach_budget: 20_000,
+            reach_per_operator: 200,
             snapshot_entries: 200_000,
             snapshot_ttl: Duration::from_secs(600),
             candidate_cache_ttl: Duration::from_secs(300),

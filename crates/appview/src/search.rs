@@ -403,13 +403,15 @@ async fn rank_all(
     Ok((list, generation))
 }
 
-/// The shared candidate set of a request's filters plus what its viewer must not lose: every
-/// matching service of the operators within [`MAX_HOPS`] of the viewer or an anchor (at most
-/// [`AppConfig::reach_budget`](crate::AppConfig) operators, nearest first) whose services
-/// SQL cut. Returns the set to rank and whether anything matching is still left out.
+/// The shared candidate set of a request's filters plus what its viewer must not lose: the
+/// matching services of the operators within [`MAX_HOPS`] of the viewer or an anchor (at most
+/// [`AppConfig::reach_budget`](crate::AppConfig) operators, nearest first, and at most
+/// [`AppConfig::reach_per_operator`](crate::AppConfig) services of each) whose services SQL
+/// cut. Returns the set to rank and whether anything matching is still left out.
 ///
-/// Invariant: a service of the viewer, an anchor, or an operator within their reach (inside
-/// the budget) is never left out of the ranking by a cap.
+/// Invariant: the first `reach_per_operator` matching services (by URI) of the viewer, an
+/// anchor, or an operator within their reach (inside the budget) are ranked, whatever any
+/// other operator publishes.
 pub async fn with_reach(
     state: &AppState,
     req: &SearchRequest,
@@ -442,7 +444,11 @@ pub async fn with_reach(
     if need.is_empty() {
         return Ok((shared, still_cut));
     }
-    let extra = state.store.candidates_of(&req.filters, &need).await?;
+    let (extra, reach_crowded) = state
+        .store
+        .candidates_of(&req.filters, &need, state.config.reach_per_operator)
+        .await?;
+    let still_cut = still_cut || reach_crowded;
     let rows: Vec<ServiceCandidate> = shared
         .rows
         .iter()

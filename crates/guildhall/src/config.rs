@@ -119,7 +119,7 @@ pub struct ServeArgs {
     #[arg(long, env = "GUILDHALL_CURSOR_KEY", value_parser = parse_key, hide_env_values = true)]
     pub cursor_key: Option<SecretKey>,
     /// Most services of one operator outside the viewer's and anchors' reach that a search
-    /// ranks (one account cannot fill the answers); operators they reach are never cut.
+    /// ranks (one account cannot fill the answers); operators they reach keep up to 200.
     #[arg(long, env = "GUILDHALL_CANDIDATES_PER_OPERATOR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub candidates_per_operator: u32,
     /// Serve queries only; do not follow any firehose.

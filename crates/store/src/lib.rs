@@ -340,14 +340,17 @@ impl Store {
         dispatch!(self.search_candidates(query, cap, per_operator))
     }
 
-    /// Every visible service of the operators `dids` matching `query` (its `limit` unused),
-    /// by URI: the candidates a search must not leave out. One query per 500 distinct DIDs.
+    /// The visible services of the operators `dids` matching `query` (its `limit` unused),
+    /// by URI, at most `per_operator` of each (its first by URI): the candidates a search
+    /// must not leave out, with a bound no single operator can make it exceed. `true` when
+    /// that bound cut some operator. One query per 500 distinct DIDs.
     pub async fn candidates_of(
         &self,
         query: &ServiceQuery,
         dids: &[&str],
-    ) -> Result<Vec<ServiceCandidate>, StoreError> {
-        dispatch!(self.candidates_of(query, dids))
+        per_operator: usize,
+    ) -> Result<(Vec<ServiceCandidate>, bool), StoreError> {
+        dispatch!(self.candidates_of(query, dids, per_operator))
     }
 
     /// A visible service with its capabilities, regions, prices and tags.

@@ -1110,20 +1110,36 @@ macro_rules! backend_ops {
             pool: &Pool,
             query: &ServiceQuery,
             dids: &[&str],
-        ) -> Result<Vec<ServiceCandidate>, StoreError> {
+            per_operator: usize,
+        ) -> Result<(Vec<ServiceCandidate>, bool), StoreError> {
             let keys = distinct_keys(dids);
+            let per_op_i = i64::try_from(per_operator.max(1)).unwrap_or(i64::MAX - 1);
             let mut out = Vec::new();
+            let mut crowded = false;
             // The filters take a few parameters of their own.
             for chunk in keys.chunks(rows_per_statement(1)) {
-                let (mut sql, mut args) = build_filter(query, CANDIDATE_COLS, IS_PG);
-                crate::ops::and_did_in(&mut sql, &mut args, chunk);
-                sql.push_str(" ORDER BY s.uri");
+                let (mut inner, mut args) = build_filter(
+                    query,
+                    &format!("{CANDIDATE_COLS}, ROW_NUMBER() OVER (PARTITION BY s.did ORDER BY s.uri) AS rn"),
+                    IS_PG,
+                );
+                crate::ops::and_did_in(&mut inner, &mut args, chunk);
+                args.push(Arg::Int(per_op_i.saturating_add(1)));
+                let sql = format!(
+                    "SELECT t.uri, t.did, t.cid, t.created_at, t.latency_p95_ms, t.availability_bp, t.success_rate_bp, t.rn \
+                     FROM ({inner}) t WHERE t.rn <= ${} ORDER BY t.uri",
+                    args.len()
+                );
                 for r in &fetch_dyn(pool, sql, &args).await? {
-                    out.push(candidate_from_row(r)?);
+                    if int(r, 7)? > per_op_i {
+                        crowded = true;
+                    } else {
+                        out.push(candidate_from_row(r)?);
+                    }
                 }
             }
             out.sort_by(|a, b| a.uri.cmp(&b.uri));
-            Ok(out)
+            Ok((out, crowded))
         }
 
         /// Columns of a full service row `s`, in the order [`service_from_row`] reads them.

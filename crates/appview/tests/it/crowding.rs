@@ -113,4 +113,98 @@ async fn flood_cannot_crowd_out(ctx: Ctx) {
     }
 }
 
-both!(flood_cannot_crowd_out);
+/// The cached candidate set is shared by viewers; what each one reaches is added per
+/// request, so a second viewer answered from the cache still gets its own providers, and the
+/// first viewer's never leak into its answer as reached.
+async fn reach_is_per_viewer_over_a_shared_cache(ctx: Ctx) {
+    let mut c = world();
+    c.extend(operator("viewer2"));
+    c.push(upsert_endorsement(&endorsement(
+        &did("viewer2"),
+        "3kaaaaaaaaa2e",
+        &did("zz-other"),
+        80,
+        &[],
+    )));
+    apply(&ctx.store, c).await;
+    // A cap of 3 rows: not even the flood's share fits (operators are kept whole), so every
+    // operator lies past the cap.
+    let (capped, _) = app(
+        &ctx.store,
+        AppConfig {
+            candidate_cap: 3,
+            ..config()
+        },
+    )
+    .await;
+    let (_, v1) = get(&capped, &search(Some(&did("viewer")), 25)).await;
+    let misses = counter(&capped, "guildhall_candidate_cache_misses_total").await;
+    let (_, v2) = get(&capped, &search(Some(&did("viewer2")), 25)).await;
+    assert_eq!(
+        counter(&capped, "guildhall_candidate_cache_misses_total").await,
+        misses,
+        "the second viewer is answered from the cached set"
+    );
+    assert!(counter(&capped, "guildhall_candidate_cache_hits_total").await >= 1);
+    let ops1 = operators_of(&v1);
+    let ops2 = operators_of(&v2);
+    assert_eq!(ops1[..3], [did("p1"), did("p2"), did("p3")], "{ops1:?}");
+    assert!(
+        !ops1.contains(&did("zz-other")),
+        "viewer does not reach it: {ops1:?}"
+    );
+    assert_eq!(ops2[0], did("zz-other"), "{ops2:?}");
+    assert_eq!(v2["services"][0]["trust"]["basis"], "graph");
+    for p in ["p1", "p2", "p3"] {
+        assert!(
+            !ops2.contains(&did(p)),
+            "viewer2 does not reach {p}: {ops2:?}"
+        );
+    }
+    // And the first viewer again, from the cache: unchanged.
+    let (_, again) = get(&capped, &search(Some(&did("viewer")), 25)).await;
+    assert_eq!(operators_of(&again), ops1);
+
+    // A viewer who endorses the flood itself gets its services ranked on the graph, up to
+    // the bound for operators within reach, and is told the rest were left out.
+    apply(
+        &ctx.store,
+        [
+            operator("fan"),
+            vec![upsert_endorsement(&endorsement(
+                &did("fan"),
+                "3kaaaaaaaaa2f",
+                &did("aaaa-flood"),
+                80,
+                &[],
+            ))],
+        ]
+        .concat(),
+    )
+    .await;
+    let (fan_app, _) = app(&ctx.store, config()).await;
+    let bound = AppConfig::default().reach_per_operator;
+    let mut flood = 0;
+    let mut path = search(Some(&did("fan")), 100);
+    for _ in 0..100 {
+        let (st, v) = get(&fan_app, &path).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(v["candidatesOmitted"], true);
+        for s in v["services"].as_array().into_iter().flatten() {
+            if s["operator"]["did"] == did("aaaa-flood").as_str() {
+                flood += 1;
+                assert_eq!(s["trust"]["distance"], 1, "{s}");
+            }
+        }
+        match v["cursor"].as_str() {
+            Some(c) => path = format!("{}&cursor={c}", search(Some(&did("fan")), 100)),
+            None => break,
+        }
+    }
+    assert_eq!(flood, bound, "a reached operator keeps its first {bound}");
+}
+
+both!(
+    flood_cannot_crowd_out,
+    reach_is_per_viewer_over_a_shared_cache
+);

@@ -79,24 +79,30 @@ async fn candidate_shares_and_cut(ctx: Ctx) {
     assert!(!set.truncated && set.crowded.is_empty());
 
     // What a caller fetches for the operators it must not lose: every match, filters kept.
-    let all_d = store
-        .candidates_of(&sms, &[did("d").as_str(), did("nobody").as_str()])
+    let (all_d, cut) = store
+        .candidates_of(&sms, &[did("d").as_str(), did("nobody").as_str()], 100)
         .await
         .expect("of");
+    assert!(!cut);
     assert_eq!(
         uris(&all_d),
         (0..3)
             .map(|i| uri(&did("d"), SVC, &format!("s{i:02}")))
             .collect::<Vec<_>>()
     );
-    assert_eq!(
-        store
-            .candidates_of(&sms, &[did("a").as_str()])
-            .await
-            .expect("of")
-            .len(),
-        30
-    );
+    let (all_a, cut) = store
+        .candidates_of(&sms, &[did("a").as_str()], 100)
+        .await
+        .expect("of");
+    assert_eq!((all_a.len(), cut), (30, false));
+    // Even for these, one operator holds at most its bound.
+    let (some_a, cut) = store
+        .candidates_of(&sms, &[did("a").as_str(), did("b").as_str()], 10)
+        .await
+        .expect("of");
+    assert!(cut);
+    assert_eq!(some_a.len(), 12);
+    assert_eq!(some_a[9].uri, uri(&did("a"), SVC, "s09"));
     // Hidden operators stay hidden.
     store
         .apply(&account(&did("d"), OperatorStatus::Takendown))
@@ -104,9 +110,10 @@ async fn candidate_shares_and_cut(ctx: Ctx) {
         .expect("takedown");
     assert!(
         store
-            .candidates_of(&sms, &[did("d").as_str()])
+            .candidates_of(&sms, &[did("d").as_str()], 100)
             .await
             .expect("of")
+            .0
             .is_empty()
     );
     let set = store.search_candidates(&sms, 100, 2).await.expect("c");
