@@ -3,8 +3,66 @@
 //! Clients must treat cursors as opaque; the server validates every one it gets back (kind,
 //! length, and for search the hash of the query it was issued for), so a forged or
 //! truncated cursor is a 400 `InvalidCursor`, never a wrong page or a panic.
+//!
+//! Search cursors carry state a client must not choose (above all the ranking instant: an
+//! instant a day back would count endorsements that have expired since), so they end in an
+//! HMAC-SHA256 tag under a per-instance [`CursorKey`]; a cursor whose tag does not verify is
+//! refused. Keyset cursors (endorsements, capabilities) name only a position the client may
+//! as well ask for directly, and are not signed.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::error::XrpcError;
+
+/// Bytes of the HMAC tag kept in a search cursor (128 bits).
+const TAG_LEN: usize = 16;
+
+/// The secret search cursors are signed with. Every AppView answering for the same index
+/// should share it (a cursor issued by one is then accepted by another); `serve` reads it
+/// from `--cursor-key` or keeps a generated one in the database.
+#[derive(Clone)]
+pub struct CursorKey([u8; 32]);
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+impl CursorKey {
+    /// A key from its bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A fresh random key (for one process: its cursors die with it).
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    fn tag(&self, data: &[u8]) -> [u8; TAG_LEN] {
+        let mut out = [0u8; TAG_LEN];
+        // An HMAC key may have any length, so this cannot fail.
+        if let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) {
+            mac.update(data);
+            let full = mac.finalize().into_bytes();
+            out.copy_from_slice(&full[..TAG_LEN]);
+        }
+        out
+    }
+
+    fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(mut mac) => {
+                mac.update(data);
+                // Constant time: the comparison leaks nothing about the expected tag.
+                mac.verify_truncated_left(tag).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 /// Longest cursor the lexicons allow.
 pub const MAX_CURSOR: usize = 512;
@@ -77,24 +135,31 @@ fn u64_at(b: &[u8], i: usize) -> Option<u64> {
 }
 
 impl SearchCursor {
-    /// The opaque form.
-    pub fn encode(&self) -> String {
-        let mut p = Vec::with_capacity(36);
+    /// The opaque form, signed with `key`.
+    pub fn encode(&self, key: &CursorKey) -> String {
+        let mut p = Vec::with_capacity(36 + TAG_LEN);
         p.extend_from_slice(&self.snapshot.to_be_bytes());
         p.extend_from_slice(&self.query_hash.to_be_bytes());
         p.extend_from_slice(&self.generation.to_be_bytes());
         p.extend_from_slice(&self.now_us.to_be_bytes());
         p.extend_from_slice(&self.offset.to_be_bytes());
+        let tag = key.tag(&signed(&p));
+        p.extend_from_slice(&tag);
         encode(KIND_SEARCH, &p)
     }
 
-    /// Parses a cursor issued by [`SearchCursor::encode`].
-    pub fn decode(s: &str) -> Result<Self, XrpcError> {
+    /// Parses a cursor issued by [`SearchCursor::encode`] under the same key; a cursor
+    /// altered in any bit, or signed with another key, is `InvalidCursor`.
+    pub fn decode(s: &str, key: &CursorKey) -> Result<Self, XrpcError> {
         let b = decode(s, KIND_SEARCH)?;
-        if b.len() != 36 {
+        if b.len() != 36 + TAG_LEN {
             return Err(invalid("malformed cursor"));
         }
-        let field = |i| u64_at(&b, i).ok_or_else(|| invalid("malformed cursor"));
+        let (b, tag) = b.split_at(36);
+        if !key.verify(&signed(b), tag) {
+            return Err(invalid("cursor was not issued by this service"));
+        }
+        let field = |i| u64_at(b, i).ok_or_else(|| invalid("malformed cursor"));
         let offset = b
             .get(32..36)
             .and_then(|s| <[u8; 4]>::try_from(s).ok())
@@ -108,6 +173,14 @@ impl SearchCursor {
             offset,
         })
     }
+}
+
+/// What a search cursor's tag covers: the kind byte and the payload.
+fn signed(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + payload.len());
+    v.push(KIND_SEARCH);
+    v.extend_from_slice(payload);
+    v
 }
 
 /// Keyset cursor of listEndorsements: the store's row id of the last item.
@@ -154,18 +227,55 @@ mod tests {
             now_us: -5,
             offset: 25,
         };
-        assert_eq!(SearchCursor::decode(&c.encode()).ok(), Some(c));
+        let key = CursorKey::random();
+        assert_eq!(SearchCursor::decode(&c.encode(&key), &key).ok(), Some(c));
         assert_eq!(decode_endorsements(&encode_endorsements(42)).ok(), Some(42));
         assert_eq!(
             decode_capabilities(&encode_capabilities("sms.send")).ok(),
             Some("sms.send".to_owned())
         );
         for bad in ["", "x", "zz", "0", "01", &encode_endorsements(42), "01FF"] {
-            assert!(SearchCursor::decode(bad).is_err(), "{bad}");
+            assert!(SearchCursor::decode(bad, &key).is_err(), "{bad}");
         }
-        assert!(decode_endorsements(&c.encode()).is_err());
+        assert!(decode_endorsements(&c.encode(&key)).is_err());
         assert!(decode_endorsements(&encode_endorsements(-1)).is_err());
         assert!(decode_capabilities(&encode_capabilities("NOT VALID")).is_err());
-        assert!(SearchCursor::decode(&"01".repeat(300)).is_err());
+        assert!(SearchCursor::decode(&"01".repeat(300), &key).is_err());
+    }
+
+    #[test]
+    fn search_cursors_are_authenticated() {
+        let key = CursorKey::random();
+        let c = SearchCursor {
+            snapshot: 1,
+            query_hash: 2,
+            generation: 3,
+            now_us: 1_000_000,
+            offset: 25,
+        };
+        let good = c.encode(&key);
+        // Every single-bit change of the payload or the tag is refused.
+        let bytes: Vec<u8> = (0..good.len() / 2)
+            .map(|i| u8::from_str_radix(&good[2 * i..2 * i + 2], 16).unwrap_or(0))
+            .collect();
+        for i in 1..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                let forged: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                assert!(
+                    SearchCursor::decode(&forged, &key).is_err(),
+                    "byte {i} bit {bit}"
+                );
+            }
+        }
+        // A client's own cursor with an earlier instant, tagged under any other key.
+        let rewound = SearchCursor {
+            now_us: c.now_us - 24 * 3_600_000_000,
+            ..c
+        };
+        assert!(SearchCursor::decode(&rewound.encode(&CursorKey::random()), &key).is_err());
+        // The old unsigned layout is refused.
+        assert!(SearchCursor::decode(&good[..good.len() - 2 * TAG_LEN], &key).is_err());
     }
 }

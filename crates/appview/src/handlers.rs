@@ -138,8 +138,11 @@ fn candidate(row: &guildhall_store::ServiceRow) -> ServiceCandidate {
     }
 }
 
-/// Validates searchServices parameters.
-pub fn search_request(raw: Option<&str>) -> Result<SearchRequest, XrpcError> {
+/// Validates searchServices parameters; a cursor must verify under `key`.
+pub fn search_request(
+    raw: Option<&str>,
+    key: &cursor::CursorKey,
+) -> Result<SearchRequest, XrpcError> {
     let p = Params::parse(
         raw,
         &[
@@ -211,7 +214,7 @@ pub fn search_request(raw: Option<&str>) -> Result<SearchRequest, XrpcError> {
     let limit = p.limit(25, 100)?;
     let cursor = p
         .string("cursor", cursor::MAX_CURSOR)?
-        .map(SearchCursor::decode)
+        .map(|c| SearchCursor::decode(c, key))
         .transpose()?;
     Ok(SearchRequest {
         filters: ServiceQuery {
@@ -234,10 +237,13 @@ pub fn search_request(raw: Option<&str>) -> Result<SearchRequest, XrpcError> {
 
 /// `dev.guildhall.searchServices`.
 pub async fn search_services(State(s): State<AppState>, RawQuery(raw): RawQuery) -> XrpcResult {
-    let req = search_request(raw.as_deref())?;
+    let req = search_request(raw.as_deref(), &s.config.cursor_key)?;
     let page = search::search(&s, &req).await?;
     let services = service_views(&s.store, page.services).await?;
-    let mut out = json!({ "services": to_json(&services)?.0 });
+    let mut out = json!({
+        "services": to_json(&services)?.0,
+        "candidatesOmitted": page.omitted,
+    });
     if let Some(c) = page.cursor {
         out["cursor"] = json!(c);
     }
@@ -428,21 +434,21 @@ pub async fn list_capabilities(State(s): State<AppState>, RawQuery(raw): RawQuer
         .string("cursor", cursor::MAX_CURSOR)?
         .map(cursor::decode_capabilities)
         .transpose()?;
-    let mut all = s.store.capabilities().await?;
-    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut matching = all
+    // One more than the page tells whether another follows; the database pages, so a call
+    // costs the page, not every capability.
+    let mut rows = s
+        .store
+        .capabilities_page(prefix, after.as_deref(), limit as u32 + 1)
+        .await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let page: Vec<CapabilityCount> = rows
         .into_iter()
-        .filter(|(id, _)| id.starts_with(prefix))
-        .filter(|(id, _)| after.as_ref().is_none_or(|a| id > a));
-    let page: Vec<CapabilityCount> = matching
-        .by_ref()
-        .take(limit)
         .map(|(id, n)| CapabilityCount {
             id,
             service_count: n,
         })
         .collect();
-    let more = matching.next().is_some();
     let mut out = json!({ "capabilities": to_json(&page)?.0 });
     if more && let Some(last) = page.last() {
         out["cursor"] = json!(cursor::encode_capabilities(&last.id));

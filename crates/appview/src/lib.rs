@@ -3,7 +3,12 @@
 //! # Methods
 //! `GET /xrpc/dev.guildhall.{searchServices, getService, getOperator, getTrustPath,
 //! listEndorsements, listCapabilities}` as the lexicons under `lexicons/dev/guildhall/`
-//! define them, plus `/xrpc/_health`, `/metrics`, `/status` and `/.well-known/did.json`.
+//! define them, plus `/xrpc/_health` and `/.well-known/did.json`: the public [`router`].
+//! `/status` and `/metrics` are on a separate [`admin_router`], served on its own address
+//! (`serve --admin-listen`, off by default), never on the public one.
+//!
+//! Invariant: the public router serves nothing that costs more than a page of the index
+//! per call or that reveals operational state.
 //!
 //! # Errors
 //! XRPC errors follow the spec: a JSON body `{"error", "message"}` with a fitting status
@@ -24,10 +29,14 @@
 //! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! ```
 //! Without `ConnectInfo` (e.g. in-process tests) every request shares one rate-limit bucket.
+//! Behind a reverse proxy, name it in [`AppConfig::trusted_proxies`] so the limit keys on the
+//! client it forwards for (see [`client`]).
 
+pub mod client;
 pub mod cursor;
 mod error;
 pub mod handlers;
+pub mod http_metrics;
 pub mod params;
 pub mod ratelimit;
 pub mod search;
@@ -51,7 +60,9 @@ use serde_json::json;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
+pub use cursor::CursorKey;
 pub use error::XrpcError;
+pub use http_metrics::HttpMetrics;
 pub use trust_index::{TrustIndex, TrustIndexError, TrustIndexOptions};
 
 /// Settings of the AppView.
@@ -60,8 +71,14 @@ pub struct AppConfig {
     /// Operators trusted by configuration: seeds of the fallback ranking when there is no
     /// viewer or no path from it.
     pub anchors: Vec<String>,
-    /// Requests per minute per client IP (burst of the same size); 0 turns limiting off.
+    /// Requests per minute per client (an IPv4 address or an IPv6 /64; burst of the same
+    /// size); 0 turns limiting off.
     pub rate_limit_per_minute: u32,
+    /// Networks of reverse proxies whose `X-Forwarded-For` is believed (right-most hop not
+    /// in them is the client); empty: the header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The secret search cursors are signed with.
+    pub cursor_key: CursorKey,
     /// Longest a request may run before it is answered with 503 `RequestTimeout`.
     pub request_timeout: Duration,
     /// Largest request body accepted (queries are GETs; this bounds abuse).
@@ -69,8 +86,22 @@ pub struct AppConfig {
     /// Hostname (and optional port) of the AppView's did:web identity; `None` serves no
     /// `/.well-known/did.json`.
     pub hostname_for_did_web: Option<String>,
-    /// Most services one search ranks; filters narrower than this rank exactly.
+    /// Most services one search ranks from operators outside the viewer's and anchors'
+    /// reach (whole operators in DID order); filters narrower than this rank exactly.
     pub candidate_cap: usize,
+    /// Most services of one operator outside the viewer's and anchors' reach that a search
+    /// ranks, so one account cannot fill the candidate set: also the most places such an
+    /// operator can take on any page. Answers say `candidatesOmitted` when this or the cap
+    /// left something out.
+    pub candidates_per_operator: usize,
+    /// Most operators of the viewer's and anchors' reach (within three hops, nearest first)
+    /// whose services are always ranked.
+    pub reach_budget: usize,
+    /// Most services of one operator within that reach that a search ranks: a far larger
+    /// share than `candidates_per_operator`, but still a bound, since an anchor's three-hop
+    /// reach is wide and every anonymous search would otherwise read all of a hostile
+    /// operator's services.
+    pub reach_per_operator: usize,
     /// Ranked services kept in all for cursor pagination: 8 bytes each, plus the path and
     /// vouchers of those reached from the viewer, plus their candidate rows (about 250
     /// bytes each) while no longer shared with the candidate cache.
@@ -93,10 +124,15 @@ impl Default for AppConfig {
         Self {
             anchors: Vec::new(),
             rate_limit_per_minute: 600,
+            trusted_proxies: Vec::new(),
+            cursor_key: CursorKey::random(),
             request_timeout: Duration::from_secs(10),
             max_body: 64 * 1024,
             hostname_for_did_web: None,
             candidate_cap: guildhall_store::DEFAULT_CANDIDATE_CAP,
+            candidates_per_operator: guildhall_store::DEFAULT_CANDIDATES_PER_OPERATOR,
+            reach_budget: 20_000,
+            reach_per_operator: 200,
             snapshot_entries: 200_000,
             snapshot_ttl: Duration::from_secs(600),
             candidate_cache_ttl: Duration::from_secs(300),
@@ -112,6 +148,7 @@ pub struct Inner {
     snapshots: search::SnapshotCache,
     candidates: search::CandidateCache,
     rank_opts: RankOptions,
+    http: Arc<HttpMetrics>,
 }
 
 /// What every handler can reach.
@@ -148,6 +185,7 @@ impl AppState {
                 anchors: config.anchors.clone(),
                 ..RankOptions::default()
             },
+            http: Arc::new(HttpMetrics::new()),
         };
         Self {
             store,
@@ -164,8 +202,9 @@ impl AppState {
     }
 }
 
-/// The router with every endpoint, CORS, body and time limits and the per-IP rate limit.
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` (see the crate docs).
+/// The public router: every XRPC method, CORS, body and time limits, the per-client rate
+/// limit and the HTTP metrics. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (see the crate docs).
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
@@ -174,8 +213,6 @@ pub fn router(state: AppState) -> Router {
         .max_age(Duration::from_secs(86_400));
     Router::new()
         .route("/xrpc/_health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/status", get(status))
         .route("/.well-known/did.json", get(handlers::did_document))
         .route(
             "/xrpc/dev.guildhall.searchServices",
@@ -202,6 +239,22 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(state.config.max_body))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(cors)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.inner.http),
+            http_metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// The admin router: `/status` (index counts, trust graph, recent rejections) and `/metrics`
+/// (Prometheus text: ingestion counters, trust graph gauges, the public listener's HTTP
+/// metrics). No rate limit and no CORS: serve it on a loopback or otherwise private address
+/// only (`serve --admin-listen`).
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .fallback(not_found)
         .with_state(state)
 }
 
@@ -209,13 +262,14 @@ pub fn router(state: AppState) -> Router {
 async fn guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
     // Probes must keep working while a client is being throttled.
-    let exempt = path == "/xrpc/_health" || path == "/metrics";
+    let exempt = path == "/xrpc/_health";
     if !exempt {
-        let ip = req
+        let peer = req
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        if !s.inner.limiter.check(ip) {
+        let ip = client::client_ip(peer, req.headers(), &s.config.trusted_proxies);
+        if !s.inner.limiter.check(client::bucket_key(ip)) {
             let mut r = XrpcError::RateLimitExceeded.into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -240,6 +294,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let g = s.trust.stats();
     let (hits, misses) = s.inner.candidates.hits_and_misses();
     let mut body = s.metrics.render();
+    body.push_str(&s.inner.http.render());
     body.push_str(&format!(
         "# TYPE guildhall_trust_graph_nodes gauge\nguildhall_trust_graph_nodes {}\n\
          # TYPE guildhall_trust_graph_edges gauge\nguildhall_trust_graph_edges {}\n\

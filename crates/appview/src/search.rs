@@ -1,5 +1,8 @@
 //! searchServices: filters in SQL, ranking in memory, deterministic pages of the ranked list.
 //!
+//! Candidates: see [`Candidates`] and [`with_reach`]; one operator can hold at most
+//! `candidates_per_operator` places of an answer unless the viewer or an anchor reaches it.
+//!
 //! Pagination: the first page ranks every candidate the filters admit (up to the configured
 //! cap) and, when more than one page results, keeps the ranked list in a small snapshot
 //! cache; the cursor names that snapshot, the query's hash, the index generation, the
@@ -14,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use guildhall_store::{ServiceCandidate, ServiceQuery};
-use guildhall_trust::{CandidateProvider, PreparedCandidates, RankOptions, Ranking};
+use guildhall_store::{CandidateSet, ServiceCandidate, ServiceQuery};
+use guildhall_trust::{CandidateProvider, MAX_HOPS, PreparedCandidates, RankOptions, Ranking};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -55,6 +58,8 @@ pub struct SearchRequest {
 pub struct SearchPage {
     pub services: Vec<RankedService>,
     pub cursor: Option<String>,
+    /// Some services the filters admit were not ranked (see [`Candidates`]).
+    pub omitted: bool,
 }
 
 /// Unix microseconds now.
@@ -118,25 +123,48 @@ pub fn quality_ppm(_c: &ServiceCandidate) -> u32 {
 /// The services one set of filters admits, as the candidate cache keeps them: the SQL rows
 /// and their preparation for ranking (operator nodes, fallback order), which every viewer's
 /// ranking of the set shares and which is refreshed when the trust graph moves on.
+///
+/// The cached set is the same for every viewer: a share of each operator's services
+/// ([`AppConfig::candidates_per_operator`](crate::AppConfig)) up to a total cap, whole
+/// operators in DID order. What depends on the viewer is added per request ([`with_reach`]):
+/// every matching service of the operators within the viewer's and the anchors' reach that
+/// the shares or the cap left out.
 #[derive(Debug, Default)]
 pub struct Candidates {
     rows: Vec<ServiceCandidate>,
     prepared: Mutex<Arc<PreparedCandidates>>,
+    /// What SQL left out of `rows` (empty when nothing was).
+    cut: CandidateSet,
 }
 
 impl Candidates {
     /// Wraps SQL rows; their graph-independent preparation (the fallback order) is done here.
     pub fn new(rows: Vec<ServiceCandidate>) -> Self {
+        Self::from_set(CandidateSet {
+            candidates: rows,
+            ..CandidateSet::default()
+        })
+    }
+
+    /// Wraps a store answer, remembering what it left out.
+    pub fn from_set(mut set: CandidateSet) -> Self {
+        let rows = std::mem::take(&mut set.candidates);
         let prepared = PreparedCandidates::new(&providers(&rows));
         Self {
             rows,
             prepared: Mutex::new(Arc::new(prepared)),
+            cut: set,
         }
     }
 
     /// The rows, in SQL order.
     pub fn rows(&self) -> &[ServiceCandidate] {
         &self.rows
+    }
+
+    /// Whether SQL left some matching services out.
+    pub fn truncated(&self) -> bool {
+        self.cut.truncated
     }
 }
 
@@ -158,6 +186,8 @@ fn providers(rows: &[ServiceCandidate]) -> Vec<CandidateProvider<&str>> {
 pub struct RankedList {
     candidates: Arc<Candidates>,
     ranked: Ranking,
+    /// Some matching services were not ranked.
+    pub omitted: bool,
 }
 
 impl RankedList {
@@ -207,7 +237,14 @@ pub fn rank_candidates(
         now_us,
         opts,
     );
-    (RankedList { candidates, ranked }, generation)
+    (
+        RankedList {
+            candidates,
+            ranked,
+            omitted: false,
+        },
+        generation,
+    )
 }
 
 /// A cached ranked list.
@@ -338,9 +375,13 @@ pub async fn search(state: &AppState, req: &SearchRequest) -> Result<SearchPage,
             now_us: now,
             offset: u32::try_from(end).unwrap_or(u32::MAX),
         }
-        .encode()
+        .encode(&state.config.cursor_key)
     });
-    Ok(SearchPage { services, cursor })
+    Ok(SearchPage {
+        services,
+        cursor,
+        omitted: list.omitted,
+    })
 }
 
 async fn rank_all(
@@ -348,15 +389,74 @@ async fn rank_all(
     req: &SearchRequest,
     now: i64,
 ) -> Result<(RankedList, u64), XrpcError> {
-    let candidates = candidates(state, &req.filters).await?;
-    Ok(rank_candidates(
+    let shared = candidates(state, &req.filters).await?;
+    let (candidates, omitted) = with_reach(state, req, shared).await?;
+    let (mut list, generation) = rank_candidates(
         &state.trust,
         req.viewer.as_deref(),
         &req.filters.capabilities,
         candidates,
         now,
         &state.inner.rank_opts,
-    ))
+    );
+    list.omitted = omitted;
+    Ok((list, generation))
+}
+
+/// The shared candidate set of a request's filters plus what its viewer must not lose: the
+/// matching services of the operators within [`MAX_HOPS`] of the viewer or an anchor (at most
+/// [`AppConfig::reach_budget`](crate::AppConfig) operators, nearest first, and at most
+/// [`AppConfig::reach_per_operator`](crate::AppConfig) services of each) whose services SQL
+/// cut. Returns the set to rank and whether anything matching is still left out.
+///
+/// Invariant: the first `reach_per_operator` matching services (by URI) of the viewer, an
+/// anchor, or an operator within their reach (inside the budget) are ranked, whatever any
+/// other operator publishes.
+pub async fn with_reach(
+    state: &AppState,
+    req: &SearchRequest,
+    shared: Arc<Candidates>,
+) -> Result<(Arc<Candidates>, bool), XrpcError> {
+    if !shared.truncated() {
+        return Ok((shared, false));
+    }
+    let mut seeds: Vec<&str> = req.viewer.iter().map(String::as_str).collect();
+    seeds.extend(state.config.anchors.iter().map(String::as_str));
+    let (reach, reach_cut) = state
+        .trust
+        .reach(&seeds, MAX_HOPS, state.config.reach_budget);
+    // Seeds unknown to the graph still own their services.
+    let mut need: Vec<&str> = seeds
+        .iter()
+        .copied()
+        .chain(reach.iter().map(String::as_str))
+        .filter(|d| shared.cut.cut(d))
+        .collect();
+    need.sort_unstable();
+    need.dedup();
+    let still_cut = reach_cut
+        || shared.cut.missing_from.is_some()
+        || shared
+            .cut
+            .crowded
+            .iter()
+            .any(|d| need.binary_search(&d.as_str()).is_err());
+    if need.is_empty() {
+        return Ok((shared, still_cut));
+    }
+    let (extra, reach_crowded) = state
+        .store
+        .candidates_of(&req.filters, &need, state.config.reach_per_operator)
+        .await?;
+    let still_cut = still_cut || reach_crowded;
+    let rows: Vec<ServiceCandidate> = shared
+        .rows
+        .iter()
+        .filter(|r| need.binary_search(&r.did.as_str()).is_err())
+        .cloned()
+        .chain(extra)
+        .collect();
+    Ok((Arc::new(Candidates::new(rows)), still_cut))
 }
 
 /// The SQL candidates of `filters`, from a short-lived cache when no service has changed
@@ -380,15 +480,22 @@ async fn candidates(
     }
     let set = state
         .store
-        .search_candidates(filters, state.config.candidate_cap)
+        .search_candidates(
+            filters,
+            state.config.candidate_cap,
+            state.config.candidates_per_operator,
+        )
         .await?;
     if set.truncated {
-        tracing::debug!(
+        tracing::info!(
             cap = state.config.candidate_cap,
-            "search candidates truncated at the cap"
+            per_operator = state.config.candidates_per_operator,
+            crowded_operators = set.crowded.len(),
+            cut_at = set.missing_from.as_deref().unwrap_or(""),
+            "search candidates cut; the viewer's reach is added per request"
         );
     }
-    let list = Arc::new(Candidates::new(set.candidates));
+    let list = Arc::new(Candidates::from_set(set));
     state
         .inner
         .candidates

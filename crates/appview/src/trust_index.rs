@@ -330,6 +330,15 @@ impl TrustIndex {
             .path(from, to, capability, now_us, opts)
     }
 
+    /// Operators within `hops` endorsements of `seeds`, nearest first, at most `budget`
+    /// (see [`TrustGraph::reach`]); `true` when the budget cut it short.
+    pub fn reach(&self, seeds: &[&str], hops: u8, budget: usize) -> (Vec<String>, bool) {
+        self.graph
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reach(seeds, hops, budget)
+    }
+
     /// Swaps in `g`; `reloaded` says it was read from the store (whose services may have
     /// changed too) rather than compacted from the current graph.
     fn swap(&self, g: TrustGraph, reloaded: bool) {

@@ -102,9 +102,31 @@ pub struct ServeArgs {
     pub db: DbArgs,
     #[command(flatten)]
     pub ingest: IngestArgs,
-    /// Address of the AppView's HTTP server.
+    /// Address of the AppView's public HTTP server (the XRPC methods).
     #[arg(long, env = "GUILDHALL_LISTEN", default_value = "127.0.0.1:2470")]
     pub listen: SocketAddr,
+    /// Address of the admin HTTP server (/status and /metrics); off unless given. Keep it on
+    /// loopback or a private network: it has no rate limit and shows operational state.
+    #[arg(long, env = "GUILDHALL_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Networks of reverse proxies in front of the AppView (CIDR, repeat or comma-separate):
+    /// only a peer inside one has its X-Forwarded-For believed, and the right-most address
+    /// not in them is the client the rate limit counts. Empty: the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "GUILDHALL_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Secret (64 hex digits) that signs search cursors. Give every AppView serving one index
+    /// the same key; without it a key is generated once and kept in the database, which does
+    /// the same for processes sharing it.
+    #[arg(long, env = "GUILDHALL_CURSOR_KEY", value_parser = parse_key, hide_env_values = true)]
+    pub cursor_key: Option<SecretKey>,
+    /// Most services of one operator outside the viewer's and anchors' reach that a search
+    /// ranks (one account cannot fill the answers); operators they reach keep up to 200.
+    #[arg(long, env = "GUILDHALL_CANDIDATES_PER_OPERATOR", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub candidates_per_operator: u32,
     /// Serve queries only; do not follow any firehose.
     #[arg(long, env = "GUILDHALL_NO_INGEST")]
     pub no_ingest: bool,
@@ -124,6 +146,30 @@ pub struct ServeArgs {
     /// ingests reaches the graph live.
     #[arg(long, env = "GUILDHALL_TRUST_REFRESH", default_value = "30s", value_parser = parse_interval)]
     pub trust_refresh: Duration,
+}
+
+/// 32 secret bytes from the command line; never printed.
+#[derive(Clone)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+/// 64 hex digits.
+pub fn parse_key(s: &str) -> Result<SecretKey, String> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return Err("a key is 64 hex digits (32 bytes)".to_owned());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+            .map_err(|_| "a key is 64 hex digits (32 bytes)".to_owned())?;
+    }
+    Ok(SecretKey(out))
 }
 
 /// An interval: `0`, or a whole number with a unit `ms`, `s`, `m` or `h`.
@@ -166,5 +212,21 @@ mod tests {
         for bad in ["", "s", "30", "30y", "-5s", "1.5s", "99999999999999999999h"] {
             assert!(parse_interval(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn keys() {
+        let k = parse_key(&"0a".repeat(32)).map(|k| k.0);
+        assert_eq!(k, Ok([10; 32]));
+        for bad in [
+            "",
+            "0a",
+            &"0a".repeat(33),
+            &"zz".repeat(32),
+            &"é".repeat(32),
+        ] {
+            assert!(parse_key(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format!("{:?}", SecretKey([7; 32])), "SecretKey(..)");
     }
 }

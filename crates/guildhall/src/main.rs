@@ -18,6 +18,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::config::{Cli, Command, IngestArgs};
 
+/// Name of the search-cursor HMAC key in the database's instance secrets.
+const CURSOR_KEY_NAME: &str = "search-cursor-hmac";
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -122,33 +125,70 @@ async fn serve(args: config::ServeArgs, http: bool) -> anyhow::Result<()> {
         // backfill`) reach no broadcast: the same task checks the store's change token for
         // them every --trust-refresh.
         trust.spawn_updates(ctx.committed.subscribe(), store.clone(), args.trust_refresh);
+        let cursor_key = match &args.cursor_key {
+            Some(k) => k.0,
+            None => {
+                // First start: this key; every later start and every process on the same
+                // database: the stored one.
+                let stored = store
+                    .instance_secret(CURSOR_KEY_NAME, &rand::random::<[u8; 32]>())
+                    .await
+                    .context("reading the search cursor key")?;
+                <[u8; 32]>::try_from(stored.as_slice())
+                    .map_err(|_| anyhow::anyhow!("the stored search cursor key is not 32 bytes"))?
+            }
+        };
         let config = guildhall_appview::AppConfig {
             anchors: args.anchors.clone(),
             rate_limit_per_minute: args.rate_limit,
             hostname_for_did_web: args.hostname.clone(),
+            trusted_proxies: args.trusted_proxies.clone(),
+            cursor_key: guildhall_appview::CursorKey::new(cursor_key),
+            candidates_per_operator: args.candidates_per_operator as usize,
             ..guildhall_appview::AppConfig::default()
         };
-        let app = guildhall_appview::router(guildhall_appview::AppState::new(
-            store.clone(),
-            ctx.metrics.clone(),
-            trust,
-            config,
-        ));
+        let state =
+            guildhall_appview::AppState::new(store.clone(), ctx.metrics.clone(), trust, config);
+        let admin = match args.admin_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening on {addr} (admin)"))?;
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(%addr, "the admin listener (/status, /metrics) is not on loopback: keep it off public networks");
+                }
+                tracing::info!(addr = %listener.local_addr()?, "admin endpoints listening");
+                let app = guildhall_appview::admin_router(state.clone());
+                let mut stop = stop_rx.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.changed().await;
+                        })
+                        .await
+                }))
+            }
+            None => None,
+        };
+        let app = guildhall_appview::router(state);
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         tracing::info!(addr = %listener.local_addr()?, "AppView listening");
         let mut stop = stop_rx.clone();
-        Some(tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.changed().await;
-            })
-            .await
-        }))
+        Some((
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+            }),
+            admin,
+        ))
     } else {
         None
     };
@@ -189,8 +229,11 @@ async fn serve(args: config::ServeArgs, http: bool) -> anyhow::Result<()> {
         }
     };
     tracing::info!("shutting down");
-    if let Some(s) = server {
+    if let Some((s, admin)) = server {
         s.await.context("server task")??;
+        if let Some(a) = admin {
+            a.await.context("admin server task")??;
+        }
     }
     ingest_result.context("ingestion task")??;
     store.close().await;

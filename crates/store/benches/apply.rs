@@ -166,7 +166,7 @@ async fn bench(name: &str, location: &str, n: usize) {
         let mut found = 0;
         for _ in 0..20 {
             found = store
-                .search_candidates(q, DEFAULT_CANDIDATE_CAP)
+                .search_candidates(q, DEFAULT_CANDIDATE_CAP, DEFAULT_CANDIDATES_PER_OPERATOR)
                 .await
                 .unwrap()
                 .candidates

@@ -35,6 +35,10 @@ pub const MAX_BULK_PAGE: u32 = 10_000;
 /// Default cap of [`Store::search_candidates`] callers are expected to use.
 pub const DEFAULT_CANDIDATE_CAP: usize = 5_000;
 
+/// Default share of one operator in [`Store::search_candidates`]: the most services of an
+/// operator outside the viewer's and anchors' reach that one search ranks.
+pub const DEFAULT_CANDIDATES_PER_OPERATOR: usize = 5;
+
 /// Schema migrations in order: version, name, SQL.
 type Migrations = &'static [(i64, &'static str, &'static str)];
 
@@ -49,6 +53,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "graph_version",
         include_str!("../../../migrations/sqlite/0002_graph_version.sql"),
     ),
+    (
+        3,
+        "appview",
+        include_str!("../../../migrations/sqlite/0003_appview.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (
@@ -60,6 +69,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         2,
         "graph_version",
         include_str!("../../../migrations/postgres/0002_graph_version.sql"),
+    ),
+    (
+        3,
+        "appview",
+        include_str!("../../../migrations/postgres/0003_appview.sql"),
     ),
 ];
 
@@ -311,14 +325,34 @@ impl Store {
         dispatch!(self.search_services(query))
     }
 
-    /// All visible services matching `query` (its `limit` is ignored, `after` applies), up to
-    /// `cap`, with the fields ranking needs.
+    /// Visible services matching `query` (its `limit` is ignored, `after` applies) with the
+    /// fields ranking needs: at most `per_operator` of each operator (its first by URI), and
+    /// operators in DID order up to `cap` rows in all, whole operators only. What was left
+    /// out is named in the answer, so a caller can read the services of the operators it
+    /// must not lose with [`Store::candidates_of`]. Never cut by URI order alone: one
+    /// operator cannot fill the set however many services it publishes.
+    ///
+    /// Invariant: each operator contributes at most `per_operator` rows.
     pub async fn search_candidates(
         &self,
         query: &ServiceQuery,
         cap: usize,
+        per_operator: usize,
     ) -> Result<CandidateSet, StoreError> {
-        dispatch!(self.search_candidates(query, cap))
+        dispatch!(self.search_candidates(query, cap, per_operator))
+    }
+
+    /// The visible services of the operators `dids` matching `query` (its `limit` unused),
+    /// by URI, at most `per_operator` of each (its first by URI): the candidates a search
+    /// must not leave out, with a bound no single operator can make it exceed. `true` when
+    /// that bound cut some operator. One query per 500 distinct DIDs.
+    pub async fn candidates_of(
+        &self,
+        query: &ServiceQuery,
+        dids: &[&str],
+        per_operator: usize,
+    ) -> Result<(Vec<ServiceCandidate>, bool), StoreError> {
+        dispatch!(self.candidates_of(query, dids, per_operator))
     }
 
     /// A visible service with its capabilities, regions, prices and tags.
@@ -377,6 +411,18 @@ impl Store {
         dispatch!(self.capabilities())
     }
 
+    /// One page of [`Store::capabilities`] in capability order: ids starting with `prefix`
+    /// and after `after`, at most `limit` (the caller asks one more to learn whether a next
+    /// page exists). The database walks its capability index from the start of the page.
+    pub async fn capabilities_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self.capabilities_page(prefix, after, limit))
+    }
+
     /// `(uri, cid)` of every visible service, by URI (for pinned-endorsement checks).
     pub async fn service_cids(&self) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(self.service_cids())
@@ -392,6 +438,12 @@ impl Store {
     /// (for the trust graph: what each service offers).
     pub async fn service_capabilities(&self) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(self.service_capabilities())
+    }
+
+    /// The secret stored under `name`, storing `fresh` first if there is none: the first
+    /// process to ask decides, every later one (and every restart) gets the same bytes.
+    pub async fn instance_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        dispatch!(write self.instance_secret(name, fresh))
     }
 
     /// The latest rejections, newest first.

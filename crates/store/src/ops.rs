@@ -140,6 +140,33 @@ pub(crate) fn build_search<'a>(
     is_pg: bool,
     limit: i64,
 ) -> (String, Vec<Arg<'a>>) {
+    let (mut sql, mut args) = build_filter(query, select, is_pg);
+    args.push(Arg::Int(limit));
+    sql.push_str(&format!(" ORDER BY s.uri LIMIT ${}", args.len()));
+    (sql, args)
+}
+
+/// Appends `AND s.did IN (...)` over `dids` to a [`build_filter`] statement.
+pub(crate) fn and_did_in<'a>(sql: &mut String, args: &mut Vec<Arg<'a>>, dids: &'a [String]) {
+    sql.push_str(" AND s.did IN (");
+    for (i, d) in dids.iter().enumerate() {
+        args.push(Arg::Text(Cow::Borrowed(d.as_str())));
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("${}", args.len()));
+    }
+    sql.push(')');
+}
+
+/// `SELECT {select} FROM services s WHERE` visibility and every filter of `query` (its
+/// `limit` unused), without an order: parameters are numbered `$1..` in `args` order, so a
+/// caller may append more.
+pub(crate) fn build_filter<'a>(
+    query: &'a ServiceQuery,
+    select: &str,
+    is_pg: bool,
+) -> (String, Vec<Arg<'a>>) {
     let mut args: Vec<Arg<'a>> = Vec::new();
     let mut sql = format!(
         "SELECT {select} FROM services s WHERE {}",
@@ -207,7 +234,6 @@ pub(crate) fn build_search<'a>(
     for w in query_words(query.q.as_deref()) {
         push(&mut sql, contains, Arg::Text(Cow::Owned(w)));
     }
-    push(&mut sql, " ORDER BY s.uri LIMIT {}", Arg::Int(limit));
     (sql, args)
 }
 
@@ -255,7 +281,7 @@ macro_rules! backend_ops {
 
         use crate::error::{StoreError, q};
         use crate::ops::{
-            Arg, CANDIDATE_COLS, GRAPH_COLLECTIONS, HIT_COLS, build_search, clean, key_list, now_ms, page_size,
+            Arg, CANDIDATE_COLS, GRAPH_COLLECTIONS, HIT_COLS, build_filter, build_search, clean, key_list, now_ms, page_size,
             placeholders, rows_per_statement, search_text,
         };
         use crate::group::{Group, Step, steps};
@@ -1082,31 +1108,105 @@ macro_rules! backend_ops {
             fetch_dyn(pool, sql, &args).await?.iter().map(hit_from_row).collect()
         }
 
+        fn candidate_from_row(r: &DbRow) -> Result<ServiceCandidate, StoreError> {
+            Ok(ServiceCandidate {
+                uri: text(r, 0)?,
+                did: text(r, 1)?,
+                cid: text(r, 2)?,
+                created_at: text(r, 3)?,
+                latency_p95_ms: opt_int(r, 4)?,
+                availability_bp: opt_int(r, 5)?,
+                success_rate_bp: opt_int(r, 6)?,
+            })
+        }
+
         pub(crate) async fn search_candidates(
             pool: &Pool,
             query: &ServiceQuery,
             cap: usize,
+            per_operator: usize,
         ) -> Result<CandidateSet, StoreError> {
+            let per_op = per_operator.max(1);
+            let per_op_i = i64::try_from(per_op).unwrap_or(i64::MAX - 1);
             let cap_i = i64::try_from(cap).unwrap_or(i64::MAX - 1);
-            let (sql, args) = build_search(query, CANDIDATE_COLS, IS_PG, cap_i.saturating_add(1));
+            // One row past each operator's share tells that it was cut; one candidate past
+            // the cap tells where the total cap cut. Operators in DID order: no operator can
+            // take another's place by the order of its record keys.
+            let (inner, mut args) = build_filter(
+                query,
+                &format!("{CANDIDATE_COLS}, ROW_NUMBER() OVER (PARTITION BY s.did ORDER BY s.uri) AS rn"),
+                IS_PG,
+            );
+            args.push(Arg::Int(per_op_i.saturating_add(1)));
+            let rn_arg = args.len();
+            // Room for cap + 1 candidate rows and the marker row that follows every full
+            // share among them.
+            let per_share = i64::try_from(per_op).unwrap_or(i64::MAX);
+            args.push(Arg::Int(cap_i.saturating_add(cap_i / per_share).saturating_add(2)));
+            let limit_arg = args.len();
+            let sql = format!(
+                "SELECT t.uri, t.did, t.cid, t.created_at, t.latency_p95_ms, t.availability_bp, t.success_rate_bp, t.rn \
+                 FROM ({inner}) t WHERE t.rn <= ${rn_arg} ORDER BY t.did, t.uri LIMIT ${limit_arg}"
+            );
             let rows = fetch_dyn(pool, sql, &args).await?;
-            let mut candidates = rows
-                .iter()
-                .map(|r| {
-                    Ok(ServiceCandidate {
-                        uri: text(r, 0)?,
-                        did: text(r, 1)?,
-                        cid: text(r, 2)?,
-                        created_at: text(r, 3)?,
-                        latency_p95_ms: opt_int(r, 4)?,
-                        availability_bp: opt_int(r, 5)?,
-                        success_rate_bp: opt_int(r, 6)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let truncated = candidates.len() > cap;
-            candidates.truncate(cap);
-            Ok(CandidateSet { candidates, truncated })
+            let mut candidates: Vec<ServiceCandidate> = Vec::with_capacity(rows.len().min(cap));
+            let mut crowded: Vec<String> = Vec::new();
+            let mut missing_from = None;
+            for r in &rows {
+                let c = candidate_from_row(r)?;
+                if int(r, 7)? > per_op_i {
+                    crowded.push(c.did);
+                    continue;
+                }
+                if candidates.len() == cap {
+                    // The total cap cut inside or after this operator: it and every later
+                    // one are left out whole (never a partial share of an operator).
+                    while candidates.last().is_some_and(|l| l.did == c.did) {
+                        candidates.pop();
+                    }
+                    missing_from = Some(c.did);
+                    break;
+                }
+                candidates.push(c);
+            }
+            let truncated = missing_from.is_some() || !crowded.is_empty();
+            Ok(CandidateSet { candidates, truncated, crowded, missing_from })
+        }
+
+        pub(crate) async fn candidates_of(
+            pool: &Pool,
+            query: &ServiceQuery,
+            dids: &[&str],
+            per_operator: usize,
+        ) -> Result<(Vec<ServiceCandidate>, bool), StoreError> {
+            let keys = distinct_keys(dids);
+            let per_op_i = i64::try_from(per_operator.max(1)).unwrap_or(i64::MAX - 1);
+            let mut out = Vec::new();
+            let mut crowded = false;
+            // The filters take a few parameters of their own.
+            for chunk in keys.chunks(rows_per_statement(1)) {
+                let (mut inner, mut args) = build_filter(
+                    query,
+                    &format!("{CANDIDATE_COLS}, ROW_NUMBER() OVER (PARTITION BY s.did ORDER BY s.uri) AS rn"),
+                    IS_PG,
+                );
+                crate::ops::and_did_in(&mut inner, &mut args, chunk);
+                args.push(Arg::Int(per_op_i.saturating_add(1)));
+                let sql = format!(
+                    "SELECT t.uri, t.did, t.cid, t.created_at, t.latency_p95_ms, t.availability_bp, t.success_rate_bp, t.rn \
+                     FROM ({inner}) t WHERE t.rn <= ${} ORDER BY t.uri",
+                    args.len()
+                );
+                for r in &fetch_dyn(pool, sql, &args).await? {
+                    if int(r, 7)? > per_op_i {
+                        crowded = true;
+                    } else {
+                        out.push(candidate_from_row(r)?);
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.uri.cmp(&b.uri));
+            Ok((out, crowded))
         }
 
         /// Columns of a full service row `s`, in the order [`service_from_row`] reads them.
@@ -1410,6 +1510,52 @@ macro_rules! backend_ops {
             .fetch_all(pool)
             .await
             .map_err(q)
+        }
+
+        pub(crate) async fn capabilities_page(
+            pool: &Pool,
+            prefix: &str,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<(String, i64)>, StoreError> {
+            let prefix = clean(prefix);
+            // Bytes compare the same in both databases (the PostgreSQL columns use the "C"
+            // collation); the range start lets the
+            // (capability, uri) index walk from the prefix or the cursor, in order.
+            let start = match after {
+                Some(a) if clean(a) > prefix => clean(a),
+                _ => prefix.clone(),
+            };
+            let strict = after.is_some_and(|a| clean(a) >= prefix);
+            let rows = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(format!(
+                "SELECT c.capability, COUNT(*) AS n FROM service_capabilities c JOIN services s ON s.uri = c.uri \
+                 WHERE c.capability {} $1 AND substr(c.capability, 1, $2) = $3 AND {} \
+                 GROUP BY c.capability ORDER BY c.capability LIMIT $4",
+                if strict { ">" } else { ">=" },
+                crate::ops::SVC_VISIBLE
+            )))
+            .bind(&start)
+            .bind(i32::try_from(prefix.len()).unwrap_or(i32::MAX))
+            .bind(&prefix)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await
+            .map_err(q)?;
+            Ok(rows)
+        }
+
+        pub(crate) async fn instance_secret(pool: &Pool, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+            sqlx::query("INSERT INTO instance_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(clean(name))
+                .bind(fresh.to_vec())
+                .execute(pool)
+                .await
+                .map_err(q)?;
+            sqlx::query_scalar::<_, Vec<u8>>("SELECT value FROM instance_secrets WHERE name = $1")
+                .bind(clean(name))
+                .fetch_one(pool)
+                .await
+                .map_err(q)
         }
 
         pub(crate) async fn service_cids(pool: &Pool) -> Result<Vec<(String, String)>, StoreError> {

@@ -434,13 +434,31 @@ pub struct ServiceCandidate {
     pub success_rate_bp: Option<i64>,
 }
 
-/// All candidates matching a query, up to a cap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The candidates matching a query, at most a share per operator and a total cap (see
+/// [`crate::Store::search_candidates`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CandidateSet {
-    /// Ordered by URI.
+    /// Ordered by operator DID, then URI.
     pub candidates: Vec<ServiceCandidate>,
-    /// More matched than the cap.
+    /// Something that matched was left out (`crowded` or `missing_from` says what).
     pub truncated: bool,
+    /// Operators with more matching services than their share, ascending: only the first
+    /// share of each (by URI) is in `candidates`.
+    pub crowded: Vec<String>,
+    /// When the total cap cut: no operator with a DID at or after this one is in
+    /// `candidates`.
+    pub missing_from: Option<String>,
+}
+
+impl CandidateSet {
+    /// Whether some matching services of `did` were left out.
+    pub fn cut(&self, did: &str) -> bool {
+        self.missing_from.as_deref().is_some_and(|m| did >= m)
+            || self
+                .crowded
+                .binary_search_by(|c| c.as_str().cmp(did))
+                .is_ok()
+    }
 }
 
 /// A page of endorsements, newest first.

@@ -55,6 +55,7 @@ mod graph;
 mod intern;
 mod model;
 mod rank;
+mod reach;
 pub mod weight;
 
 pub use error::TrustError;

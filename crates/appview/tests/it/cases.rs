@@ -350,7 +350,7 @@ async fn every_method(ctx: Ctx) {
     let (st, v) = get(&app, "/xrpc/_health").await;
     assert_eq!(st, StatusCode::OK);
     assert!(v["version"].is_string());
-    let (st, v) = get(&app, "/status").await;
+    let (st, v) = get(&app, "/admin/status").await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["trustGraph"]["baseEdges"], 5);
     // The ingestion side's retry state (all zero: nothing ingests here).
@@ -630,7 +630,7 @@ async fn takedown_hides(ctx: Ctx) {
     // Applied in place, not by a rebuild from the store (which would leave one base edge and
     // no tombstones): the four edges from or to e1 and p1 are tombstoned in the graph loaded
     // at start, in one update.
-    let (_, v) = get(&app, "/status").await;
+    let (_, v) = get(&app, "/admin/status").await;
     assert_eq!(v["trustGraph"]["baseEdges"], 5, "{v}");
     assert_eq!(v["trustGraph"]["tombstoned"], 4, "{v}");
     assert_eq!(v["trustGraph"]["generation"], before + 1, "{v}");
@@ -661,7 +661,7 @@ async fn takedown_hides(ctx: Ctx) {
             &Value::Null
         ]
     );
-    let (_, v) = get(&app, "/status").await;
+    let (_, v) = get(&app, "/admin/status").await;
     assert_eq!(v["trustGraph"]["tombstoned"], 4, "{v}");
     assert_eq!(v["trustGraph"]["overlayEdges"], 4, "{v}");
     assert_eq!(v["trustGraph"]["generation"], before + 1, "{v}");

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
-use guildhall_appview::{AppConfig, AppState, TrustIndex, TrustIndexOptions, router};
+use guildhall_appview::{AppConfig, AppState, TrustIndex, TrustIndexOptions, admin_router, router};
 use guildhall_ingest::metrics::Metrics;
 use guildhall_store::*;
 use serde_json::Value;
@@ -159,7 +159,10 @@ pub async fn app_with(
         Arc::clone(&trust),
         config,
     );
-    (router(state), trust)
+    // The admin endpoints under /admin of the same router, for tests only: `serve` puts them
+    // on their own listener.
+    let app = router(state.clone()).nest("/admin", admin_router(state));
+    (app, trust)
 }
 
 pub fn config() -> AppConfig {
@@ -203,12 +206,12 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// The value of counter `name` on the router's `/metrics` page (0 when absent).
+/// The value of counter `name` on the admin router's `/metrics` page (0 when absent).
 pub async fn counter(app: &Router, name: &str) -> u64 {
     let resp = app
         .clone()
         .oneshot(
-            Request::get("/metrics")
+            Request::get("/admin/metrics")
                 .body(Body::empty())
                 .expect("request"),
         )

@@ -3,6 +3,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`).
 
 mod cases;
+mod crowding;
 mod data;
+mod edge;
 mod harness;
 mod refresh;

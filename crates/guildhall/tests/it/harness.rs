@@ -167,8 +167,10 @@ fn free_port() -> Result<u16> {
 /// The real `guildhall` binary as a child process. Dropping it kills it (SIGKILL) and reaps it.
 pub struct Guildhall {
     child: Option<Child>,
-    /// The AppView's address (`/status`, `/metrics`).
+    /// The AppView's public address (XRPC).
     pub addr: SocketAddr,
+    /// The admin listener (`/status`, `/metrics`).
+    pub admin: SocketAddr,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
@@ -187,11 +189,14 @@ impl Guildhall {
         for pds in &peer.info().pdses {
             args.extend(["--firehose".to_owned(), pds.firehose_url.clone()]);
         }
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         args.extend(["--listen".to_owned(), addr.to_string()]);
+        args.extend(["--admin-listen".to_owned(), admin.to_string()]);
         let log = std::env::temp_dir().join(format!("{}.log", unique("gh_e2e_guildhall")));
         let mut g = Guildhall {
             child: None,
             addr,
+            admin,
             args,
             env: Vec::new(),
             log,
@@ -204,15 +209,19 @@ impl Guildhall {
         Ok(g)
     }
 
-    /// `guildhall serve` with exactly these arguments (plus `--listen`) and extra environment.
+    /// `guildhall serve` with exactly these arguments (plus `--listen` and `--admin-listen`)
+    /// and extra environment.
     pub fn custom(args: Vec<String>, env: Vec<(String, String)>) -> Result<Guildhall> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut args = args;
         args.extend(["--listen".to_owned(), addr.to_string()]);
+        args.extend(["--admin-listen".to_owned(), admin.to_string()]);
         let log = std::env::temp_dir().join(format!("{}.log", unique("gh_e2e_guildhall")));
         let mut g = Guildhall {
             child: None,
             addr,
+            admin,
             args,
             env,
             log,
@@ -282,7 +291,7 @@ impl Guildhall {
         let deadline = Instant::now() + timeout;
         loop {
             self.check_alive()?;
-            if let Ok(r) = self.http.get(self.url("/status")).send().await
+            if let Ok(r) = self.http.get(self.admin_url("/status")).send().await
                 && r.status().is_success()
             {
                 return Ok(());
@@ -317,13 +326,13 @@ impl Guildhall {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     /// `GET /status` as JSON.
     pub async fn status(&self) -> Result<serde_json::Value> {
-        let r = self.http.get(self.url("/status")).send().await?;
+        let r = self.http.get(self.admin_url("/status")).send().await?;
         let code = r.status();
         let text = r.text().await?;
         if !code.is_success() {
@@ -334,7 +343,7 @@ impl Guildhall {
 
     /// `GET /metrics` (Prometheus text).
     pub async fn metrics(&self) -> Result<String> {
-        let r = self.http.get(self.url("/metrics")).send().await?;
+        let r = self.http.get(self.admin_url("/metrics")).send().await?;
         let code = r.status();
         let text = r.text().await?;
         if !code.is_success() {

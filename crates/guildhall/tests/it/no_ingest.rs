@@ -101,6 +101,7 @@ async fn write(store: &Store, changes: Vec<Change>) -> Result<()> {
 struct AppView {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     http: reqwest::Client,
 }
 
@@ -108,9 +109,13 @@ impl AppView {
     fn start(db: &Db, refresh: &str) -> Result<AppView> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let admin_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse()?;
         let child = Command::new(env!("CARGO_BIN_EXE_guildhall"))
             .args(["serve", "--no-ingest", "--db", &db.location, "--listen"])
             .arg(addr.to_string())
+            .arg("--admin-listen")
+            .arg(admin.to_string())
             .args(["--rate-limit", "0", "--trust-refresh", refresh])
             .env("GUILDHALL_LOG", "warn")
             .stdin(Stdio::null())
@@ -120,6 +125,7 @@ impl AppView {
         Ok(AppView {
             child,
             addr,
+            admin,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -127,11 +133,13 @@ impl AppView {
     }
 
     async fn get(&self, path: &str) -> Result<Value> {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .send()
-            .await?;
+        // /status lives on the admin listener.
+        let host = if path == "/status" {
+            self.admin
+        } else {
+            self.addr
+        };
+        let r = self.http.get(format!("http://{host}{path}")).send().await?;
         let code = r.status();
         let text = r.text().await?;
         if !code.is_success() {

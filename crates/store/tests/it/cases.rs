@@ -897,7 +897,10 @@ async fn filters(ctx: Ctx) {
 
     let run = |q: ServiceQuery| async move {
         let hits = store.search_services(&q).await.expect("search");
-        let cands = store.search_candidates(&q, 100).await.expect("candidates");
+        let cands = store
+            .search_candidates(&q, 100, 100)
+            .await
+            .expect("candidates");
         assert_eq!(
             hits.iter().map(|h| &h.uri).collect::<Vec<_>>(),
             cands.candidates.iter().map(|c| &c.uri).collect::<Vec<_>>()
@@ -1041,12 +1044,13 @@ async fn filters(ctx: Ctx) {
             .len(),
         2
     );
-    let capped = store.search_candidates(&all(), 2).await.expect("c");
-    assert_eq!(capped.candidates.len(), 2);
+    // Caps: one operator's services are kept or left out whole by the total cap.
+    let capped = store.search_candidates(&all(), 2, 100).await.expect("c");
+    assert!(capped.candidates.is_empty(), "{capped:?}");
     assert!(capped.truncated);
     assert!(
         !store
-            .search_candidates(&all(), 3)
+            .search_candidates(&all(), 3, 100)
             .await
             .expect("c")
             .truncated
@@ -1336,7 +1340,7 @@ async fn large_batch(ctx: Ctx) {
         ("common.cap".to_owned(), 1_200)
     );
     let all = store
-        .search_candidates(&ServiceQuery::default(), 5_000)
+        .search_candidates(&ServiceQuery::default(), 5_000, 5_000)
         .await
         .expect("c");
     assert_eq!(all.candidates.len(), 1_200);

@@ -146,7 +146,7 @@ pub async fn snapshot(store: &Store, dids: &[String]) -> Snapshot {
             .await
             .expect("search"),
         candidates: store
-            .search_candidates(&ServiceQuery::default(), 5000)
+            .search_candidates(&ServiceQuery::default(), 5000, 5000)
             .await
             .expect("candidates"),
         all_endorsements: store.all_endorsements().await.expect("all endorsements"),

@@ -8,3 +8,4 @@ mod harness;
 mod prop;
 mod reads;
 mod resync;
+mod shares;

@@ -1,6 +1,6 @@
 //! Property: search equals a naive in-memory filter over random services and account states.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use guildhall_store::*;
 use proptest::prelude::*;
@@ -212,11 +212,13 @@ fn check(pg: bool, cases: u32) {
                 rows.into_iter().map(|s| (s.uri.clone(), s)).collect();
             for q in &queries {
                 let got = rt
-                    .block_on(store.search_candidates(q, 10_000))
+                    .block_on(store.search_candidates(q, 10_000, usize::MAX))
                     .expect("search")
                     .candidates
                     .into_iter()
                     .map(|c| c.uri)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
                     .collect::<Vec<_>>();
                 let want = naive(&model, &active, q);
                 prop_assert_eq!(&got, &want, "query {:?}", q);
