@@ -183,30 +183,12 @@ impl Guildhall {
     /// `guildhall serve` on the firehose of every PDS of the peer, resolving DIDs from its PLC
     /// and handles through its first PDS.
     pub fn serve(db: &Db, peer: &Peer) -> Result<Guildhall> {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut args = vec!["serve".to_owned()];
         args.extend(ingest_args(db, peer));
         for pds in &peer.info().pdses {
             args.extend(["--firehose".to_owned(), pds.firehose_url.clone()]);
         }
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        args.extend(["--listen".to_owned(), addr.to_string()]);
-        args.extend(["--admin-listen".to_owned(), admin.to_string()]);
-        let log = std::env::temp_dir().join(format!("{}.log", unique("gh_e2e_guildhall")));
-        let mut g = Guildhall {
-            child: None,
-            addr,
-            admin,
-            args,
-            env: Vec::new(),
-            log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()?,
-            starts: 0,
-        };
-        g.start()?;
-        Ok(g)
+        Guildhall::custom(args, Vec::new())
     }
 
     /// `guildhall serve` with exactly these arguments (plus `--listen` and `--admin-listen`)

@@ -84,6 +84,20 @@ fn batch(s: &Snapshot) -> Batch {
     }
 }
 
+/// The index holds the state after the revocation: no endorsement, the newer rev.
+async fn assert_after_revocation(store: &Store, did: &Did, uri: &str, new: &Snapshot, when: &str) {
+    assert!(
+        !endorsement_held(store, did, uri).await,
+        "{when}: the revoked endorsement came back"
+    );
+    let repo = store
+        .repo(did.as_str())
+        .await
+        .expect("repo")
+        .expect("tracked");
+    assert_eq!(repo.rev.as_deref(), Some(new.state.rev.as_str()), "{when}");
+}
+
 async fn endorsement_held(store: &Store, did: &Did, uri: &str) -> bool {
     store
         .endorsements_by_author(did.as_str(), None, 100)
@@ -110,16 +124,7 @@ async fn older_snapshot_after_newer_is_refused(store: Store) {
         applied.refused, 1,
         "the older snapshot was written over the newer one"
     );
-    assert!(
-        !endorsement_held(&store, &did, &uri).await,
-        "the revoked endorsement came back"
-    );
-    let repo = store
-        .repo(did.as_str())
-        .await
-        .expect("repo")
-        .expect("tracked");
-    assert_eq!(repo.rev.as_deref(), Some(new.state.rev.as_str()));
+    assert_after_revocation(&store, &did, &uri, &new, "older after newer").await;
 }
 
 async fn racing_snapshots_end_at_the_newer(store: Store) {
@@ -154,20 +159,7 @@ async fn racing_snapshots_end_at_the_newer(store: Store) {
         };
         let refused = a.expect("old").refused + b.expect("new").refused;
         assert!(refused <= 1, "round {round}");
-        assert!(
-            !endorsement_held(&store, &did, &uri).await,
-            "round {round}: rolled back"
-        );
-        let repo = store
-            .repo(did.as_str())
-            .await
-            .expect("repo")
-            .expect("tracked");
-        assert_eq!(
-            repo.rev.as_deref(),
-            Some(new.state.rev.as_str()),
-            "round {round}"
-        );
+        assert_after_revocation(&store, &did, &uri, &new, &format!("round {round}")).await;
     }
 }
 
