@@ -1,0 +1,604 @@
+//! The ledger against a naive model: random grants, transfers, holds, captures, voids,
+//! refunds, linked fee splits, retries of earlier ids (same and changed parameters), sweeps and
+//! clock jumps. The model keeps only the log of what was applied and recomputes every balance
+//! and hold state from it by a full pass; after every step both must agree on the outcome and
+//! every balance, and the ledger's invariants must hold.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use guildhall_ledger::rules::View;
+use guildhall_ledger::*;
+use proptest::prelude::*;
+
+const OWNERS: [&str; 3] = ["did:plc:a", "did:plc:b", "did:plc:c"];
+const CURRENCIES: [&str; 2] = ["USD", "EUR"];
+const IDS: usize = 10;
+
+fn key(owner: usize, currency: usize) -> AccountKey {
+    AccountKey {
+        owner: match owner {
+            3 => Owner::Fees,
+            4 => Owner::Issuance,
+            i => Owner::Did(OWNERS[i].to_owned()),
+        },
+        currency: CURRENCIES[currency].to_owned(),
+    }
+}
+
+fn id(i: usize) -> TransferId {
+    TransferId(format!("t{i}"))
+}
+
+/// One step of a run.
+#[derive(Debug, Clone)]
+enum Op {
+    /// A chain of requests (one: a plain transfer).
+    Submit(Vec<Request>),
+    /// Resend the n-th request submitted so far (modulo their number), as a client retry.
+    Retry(usize),
+    /// Refund `amount` of the n-th request submitted so far under id `r<k>` (the payee of a
+    /// real transfer pays back, possibly more than once).
+    RefundOf(usize, usize, i64),
+    /// Run the sweeper.
+    Sweep,
+    /// Move the clock forward.
+    Advance(i64),
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let amount = prop_oneof![8 => 1i64..20, 1 => Just(0i64), 1 => Just(i64::MAX)];
+    (
+        0..IDS,
+        0usize..5,
+        0usize..5,
+        0usize..2,
+        0usize..2,
+        amount,
+        0u8..6,
+        0..IDS,
+        1i64..400,
+    )
+        .prop_map(|(i, d, c, dc, cc, amount, k, other, timeout)| {
+            // Grants come from issuance; the rest between any accounts.
+            let (d, dc) = if k <= 1 { (4, cc) } else { (d, dc) };
+            Request {
+                id: id(i),
+                debit: key(d, dc),
+                credit: key(c, cc),
+                amount,
+                kind: match k {
+                    0 | 1 => Kind::Post,
+                    2 => Kind::Hold {
+                        timeout_ms: timeout,
+                    },
+                    3 => Kind::Capture { hold: id(other) },
+                    4 => Kind::Void { hold: id(other) },
+                    _ => Kind::Refund {
+                        original: id(other),
+                    },
+                },
+            }
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => request().prop_map(|r| Op::Submit(vec![r])),
+        2 => (request(), request()).prop_map(|(a, b)| Op::Submit(vec![a, b])),
+        2 => any::<usize>().prop_map(Op::Retry),
+        2 => (any::<usize>(), 0usize..4, 1i64..20).prop_map(|(n, k, a)| Op::RefundOf(n, k, a)),
+        1 => Just(Op::Sweep),
+        1 => (1i64..200).prop_map(Op::Advance),
+    ]
+}
+
+/// The naive model: the log of applied transfers, and nothing else.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    log: Vec<Transfer>,
+}
+
+impl Model {
+    fn find(&self, id: &TransferId) -> Option<&Transfer> {
+        self.log.iter().find(|t| &t.request.id == id)
+    }
+
+    /// How a hold stands: pending unless a later transfer resolved it.
+    fn hold_state(&self, hold: &TransferId) -> HoldState {
+        for t in &self.log {
+            match &t.request.kind {
+                Kind::Capture { hold: h } if h == hold => return HoldState::Captured,
+                Kind::Void { hold: h } if h == hold => {
+                    return if t.request.id.0.starts_with("expired:") {
+                        HoldState::Expired
+                    } else {
+                        HoldState::Voided
+                    };
+                }
+                _ => {}
+            }
+        }
+        HoldState::Pending
+    }
+
+    fn refunded(&self, original: &TransferId) -> i64 {
+        self.log
+            .iter()
+            .filter(|t| matches!(&t.request.kind, Kind::Refund { original: o } if o == original))
+            .map(|t| t.amount)
+            .sum()
+    }
+
+    /// Every account's counters, summed from the log in i128.
+    fn balances(&self) -> BTreeMap<AccountKey, [i128; 4]> {
+        let mut out: BTreeMap<AccountKey, [i128; 4]> = BTreeMap::new();
+        for t in &self.log {
+            let a = i128::from(t.amount);
+            let (debit, credit) = match &t.request.kind {
+                Kind::Post | Kind::Capture { .. } | Kind::Refund { .. } => {
+                    ([0, a, 0, 0], [0, 0, 0, a])
+                }
+                Kind::Hold { .. } if self.hold_state(&t.request.id) == HoldState::Pending => {
+                    ([a, 0, 0, 0], [0, 0, a, 0])
+                }
+                // A resolved hold and its release leave the counters touched but unchanged.
+                Kind::Hold { .. } | Kind::Void { .. } => ([0; 4], [0; 4]),
+            };
+            for (k, d) in [(&t.debit, debit), (&t.credit, credit)] {
+                let e = out.entry(k.clone()).or_insert([0; 4]);
+                for i in 0..4 {
+                    e[i] += d[i];
+                }
+            }
+        }
+        out
+    }
+
+    fn available(&self, k: &AccountKey) -> i128 {
+        let b = self.balances().get(k).copied().unwrap_or([0; 4]);
+        b[3] - b[1] - b[0]
+    }
+
+    /// Decides and (if accepted) logs one request, by the rules restated plainly.
+    fn apply(&mut self, r: &Request, now: i64) -> Result<Transfer, ()> {
+        if let Some(t) = self.find(&r.id) {
+            return if &t.request == r {
+                Ok(t.clone())
+            } else {
+                Err(())
+            };
+        }
+        let fits = |m: &Model, k: &AccountKey, a: i64| {
+            !k.owner.constrained() || m.available(k) >= i128::from(a)
+        };
+        let (debit, credit, amount) = match &r.kind {
+            Kind::Post | Kind::Hold { .. } => {
+                if r.amount <= 0 || r.debit == r.credit || r.debit.currency != r.credit.currency {
+                    return Err(());
+                }
+                if !fits(self, &r.debit, r.amount) {
+                    return Err(());
+                }
+                (r.debit.clone(), r.credit.clone(), r.amount)
+            }
+            Kind::Capture { hold } | Kind::Void { hold } => {
+                let h = self.find(hold).ok_or(())?.clone();
+                let Kind::Hold { timeout_ms } = h.request.kind else {
+                    return Err(());
+                };
+                if self.hold_state(hold) != HoldState::Pending {
+                    return Err(());
+                }
+                if matches!(r.kind, Kind::Capture { .. }) {
+                    if now >= timeout_ms || r.amount <= 0 || r.amount > h.amount {
+                        return Err(());
+                    }
+                    (h.debit, h.credit, r.amount)
+                } else {
+                    (h.debit, h.credit, h.amount)
+                }
+            }
+            Kind::Refund { original } => {
+                let o = self.find(original).ok_or(())?.clone();
+                if !matches!(o.request.kind, Kind::Post | Kind::Capture { .. }) || r.amount <= 0 {
+                    return Err(());
+                }
+                if r.amount > o.amount - self.refunded(original) || !fits(self, &o.credit, r.amount)
+                {
+                    return Err(());
+                }
+                (o.credit, o.debit, r.amount)
+            }
+        };
+        let t = Transfer {
+            request: r.clone(),
+            debit,
+            credit,
+            amount,
+            at_ms: now,
+            hold: matches!(r.kind, Kind::Hold { .. }).then_some(HoldState::Pending),
+            refunded: 0,
+        };
+        // Counters must stay in i64.
+        let mut next = self.clone();
+        next.log.push(t.clone());
+        if next
+            .balances()
+            .values()
+            .flatten()
+            .any(|v| i64::try_from(*v).is_err())
+        {
+            return Err(());
+        }
+        *self = next;
+        Ok(t)
+    }
+
+    fn sweep(&mut self, now: i64) {
+        let mut due: Vec<Transfer> = self
+            .log
+            .iter()
+            .filter(|t| matches!(t.request.kind, Kind::Hold { timeout_ms } if timeout_ms <= now))
+            .filter(|t| self.hold_state(&t.request.id) == HoldState::Pending)
+            .cloned()
+            .collect();
+        due.sort_by(|a, b| a.request.id.cmp(&b.request.id));
+        for h in due {
+            self.log.push(Transfer {
+                request: Request {
+                    id: rules::expiry_id(&h.request.id),
+                    debit: h.debit.clone(),
+                    credit: h.credit.clone(),
+                    amount: h.amount,
+                    kind: Kind::Void {
+                        hold: h.request.id.clone(),
+                    },
+                },
+                debit: h.debit.clone(),
+                credit: h.credit.clone(),
+                amount: h.amount,
+                at_ms: now,
+                hold: None,
+                refunded: 0,
+            });
+        }
+    }
+}
+
+fn check(ledger: &Ledger, model: &Model) -> Result<(), TestCaseError> {
+    // Same counters for every account either side knows.
+    let expected = model.balances();
+    let actual: BTreeMap<AccountKey, Balance> = ledger.accounts().into_iter().collect();
+    let keys: BTreeSet<&AccountKey> = expected.keys().chain(actual.keys()).collect();
+    for k in keys {
+        let e = expected.get(k).copied().unwrap_or([0; 4]);
+        let a = actual.get(k).copied().unwrap_or_default();
+        let a = [
+            a.debits_pending,
+            a.debits_posted,
+            a.credits_pending,
+            a.credits_posted,
+        ]
+        .map(i128::from);
+        prop_assert_eq!(a, e, "counters of {:?}", k);
+    }
+    // Conservation per currency, pending and posted.
+    for c in CURRENCIES {
+        let (mut dp, mut dpo, mut cp, mut cpo) = (0i128, 0i128, 0i128, 0i128);
+        for (k, b) in ledger.accounts() {
+            if k.currency == c {
+                dp += i128::from(b.debits_pending);
+                dpo += i128::from(b.debits_posted);
+                cp += i128::from(b.credits_pending);
+                cpo += i128::from(b.credits_posted);
+            }
+        }
+        prop_assert_eq!(dp, cp, "pending conservation in {}", c);
+        prop_assert_eq!(dpo, cpo, "posted conservation in {}", c);
+    }
+    // No constrained account below zero.
+    for (k, b) in ledger.accounts() {
+        if k.owner.constrained() {
+            prop_assert!(
+                b.available().is_some_and(|v| v >= 0),
+                "{:?} went below zero: {:?}",
+                k,
+                b
+            );
+        }
+    }
+    // Each id once; each hold resolved at most once; holds stand as the model says.
+    let transfers = ledger.transfers();
+    let ids: BTreeSet<&TransferId> = transfers.iter().map(|t| &t.request.id).collect();
+    prop_assert_eq!(ids.len(), transfers.len(), "an id applied twice");
+    let mut resolutions: BTreeMap<&TransferId, usize> = BTreeMap::new();
+    for t in &transfers {
+        if let Kind::Capture { hold } | Kind::Void { hold } = &t.request.kind {
+            *resolutions.entry(hold).or_default() += 1;
+        }
+        if t.hold.is_some() {
+            prop_assert_eq!(t.hold, Some(model.hold_state(&t.request.id)));
+        }
+    }
+    prop_assert!(
+        resolutions.values().all(|n| *n <= 1),
+        "a hold resolved twice: {:?}",
+        resolutions
+    );
+    prop_assert_eq!(transfers.len(), model.log.len());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ledger_equals_naive_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut ledger = Ledger::new();
+        let mut model = Model::default();
+        let mut sent: Vec<Vec<Request>> = Vec::new();
+        let mut now = 0i64;
+        for op in ops {
+            match op {
+                Op::Submit(chain) => {
+                    step(&mut ledger, &mut model, &chain, now)?;
+                    sent.push(chain);
+                }
+                Op::Retry(n) => {
+                    if !sent.is_empty() {
+                        let chain = sent[n % sent.len()].clone();
+                        step(&mut ledger, &mut model, &chain, now)?;
+                    }
+                }
+                Op::RefundOf(n, k, amount) => {
+                    if !sent.is_empty() {
+                        let o = &sent[n % sent.len()][0];
+                        let chain = vec![Request {
+                            id: TransferId(format!("r{k}")),
+                            debit: o.credit.clone(),
+                            credit: o.debit.clone(),
+                            amount,
+                            kind: Kind::Refund { original: o.id.clone() },
+                        }];
+                        step(&mut ledger, &mut model, &chain, now)?;
+                        sent.push(chain);
+                    }
+                }
+                Op::Sweep => {
+                    let swept = ledger.sweep(now);
+                    let before = model.log.len();
+                    model.sweep(now);
+                    prop_assert_eq!(swept.len(), model.log.len() - before);
+                }
+                Op::Advance(ms) => now += ms,
+            }
+            check(&ledger, &model)?;
+        }
+    }
+}
+
+/// Submits a chain to both; they must agree on whether it applied and on what it returned.
+fn step(
+    ledger: &mut Ledger,
+    model: &mut Model,
+    chain: &[Request],
+    now: i64,
+) -> Result<(), TestCaseError> {
+    let got = ledger.submit(chain, now);
+    // The model applies a chain all or nothing too.
+    let mut trial = model.clone();
+    let mut expected = Vec::new();
+    let mut ok = true;
+    for r in chain {
+        match trial.apply(r, now) {
+            Ok(t) => expected.push(t),
+            Err(()) => {
+                ok = false;
+                break;
+            }
+        }
+    }
+    if ok {
+        *model = trial;
+    }
+    match got {
+        Ok(ts) => {
+            prop_assert!(ok, "the ledger applied {:?}, the model refused it", chain);
+            for (t, e) in ts.iter().zip(&expected) {
+                prop_assert_eq!(&t.request, &e.request);
+                prop_assert_eq!(
+                    (&t.debit, &t.credit, t.amount),
+                    (&e.debit, &e.credit, e.amount)
+                );
+            }
+        }
+        Err(e) => prop_assert!(
+            !ok,
+            "the ledger refused {:?} ({}), the model applied it",
+            chain,
+            e
+        ),
+    }
+    Ok(())
+}
+
+#[test]
+fn retries_with_the_same_id_apply_once_and_changed_parameters_are_refused() {
+    let mut l = Ledger::new();
+    let alice = key(0, 0);
+    let grant = Request {
+        id: id(1),
+        debit: key(4, 0),
+        credit: alice.clone(),
+        amount: 100,
+        kind: Kind::Post,
+    };
+    let first = l.submit(std::slice::from_ref(&grant), 0).expect("grant");
+    let again = l.submit(std::slice::from_ref(&grant), 5).expect("retry");
+    assert_eq!(first, again);
+    assert_eq!(l.balance(&alice).credits_posted, 100);
+    let changed = Request {
+        amount: 101,
+        ..grant
+    };
+    assert_eq!(l.submit(&[changed], 6), Err(LedgerError::IdReused(id(1))));
+}
+
+#[test]
+fn a_capture_with_its_fee_commits_together_or_not_at_all() {
+    let mut l = Ledger::new();
+    let (caller, provider, fees) = (key(0, 0), key(1, 0), key(3, 0));
+    l.submit(
+        &[Request {
+            id: id(0),
+            debit: key(4, 0),
+            credit: caller.clone(),
+            amount: 100,
+            kind: Kind::Post,
+        }],
+        0,
+    )
+    .expect("grant");
+    l.submit(
+        &[Request {
+            id: id(1),
+            debit: caller.clone(),
+            credit: provider.clone(),
+            amount: 60,
+            kind: Kind::Hold { timeout_ms: 1_000 },
+        }],
+        0,
+    )
+    .expect("hold");
+    assert_eq!(l.balance(&caller).available(), Some(40));
+    let capture = Request {
+        id: id(2),
+        debit: caller.clone(),
+        credit: provider.clone(),
+        amount: 50,
+        kind: Kind::Capture { hold: id(1) },
+    };
+    // A fee larger than the capture fails the chain: the hold stays pending.
+    let greedy = Request {
+        id: id(3),
+        debit: provider.clone(),
+        credit: fees.clone(),
+        amount: 51,
+        kind: Kind::Post,
+    };
+    assert!(matches!(
+        l.submit(&[capture.clone(), greedy], 10),
+        Err(LedgerError::LinkedFailed { index: 1, .. })
+    ));
+    assert_eq!(
+        l.transfer(&id(1)).and_then(|t| t.hold),
+        Some(HoldState::Pending)
+    );
+    let fee = Request {
+        id: id(3),
+        debit: provider.clone(),
+        credit: fees.clone(),
+        amount: 5,
+        kind: Kind::Post,
+    };
+    l.submit(&[capture, fee], 10).expect("capture + fee");
+    assert_eq!(
+        l.balance(&caller).available(),
+        Some(50),
+        "the 10 not captured came back"
+    );
+    assert_eq!(l.balance(&provider).available(), Some(45));
+    assert_eq!(l.balance(&fees).available(), Some(5));
+}
+
+#[test]
+fn an_expired_hold_is_released_by_the_sweeper_and_cannot_be_captured() {
+    let mut l = Ledger::new();
+    let (caller, provider) = (key(0, 0), key(1, 0));
+    l.submit(
+        &[Request {
+            id: id(0),
+            debit: key(4, 0),
+            credit: caller.clone(),
+            amount: 10,
+            kind: Kind::Post,
+        }],
+        0,
+    )
+    .expect("grant");
+    l.submit(
+        &[Request {
+            id: id(1),
+            debit: caller.clone(),
+            credit: provider.clone(),
+            amount: 10,
+            kind: Kind::Hold { timeout_ms: 100 },
+        }],
+        0,
+    )
+    .expect("hold");
+    let capture = Request {
+        id: id(2),
+        debit: caller.clone(),
+        credit: provider.clone(),
+        amount: 10,
+        kind: Kind::Capture { hold: id(1) },
+    };
+    assert_eq!(
+        l.submit(std::slice::from_ref(&capture), 100),
+        Err(LedgerError::HoldExpired(id(1)))
+    );
+    assert!(l.sweep(99).is_empty());
+    assert_eq!(l.sweep(100).len(), 1);
+    assert_eq!(l.balance(&caller).available(), Some(10));
+    assert!(matches!(
+        l.submit(&[capture], 101),
+        Err(LedgerError::HoldResolved {
+            state: HoldState::Expired,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn refunds_never_exceed_what_was_paid() {
+    let mut l = Ledger::new();
+    let (alice, bob) = (key(0, 0), key(1, 0));
+    let grant = |i, k: &AccountKey| Request {
+        id: id(i),
+        debit: key(4, 0),
+        credit: k.clone(),
+        amount: 100,
+        kind: Kind::Post,
+    };
+    l.submit(&[grant(0, &alice), grant(1, &bob)], 0)
+        .expect("grants");
+    l.submit(
+        &[Request {
+            id: id(2),
+            debit: alice.clone(),
+            credit: bob.clone(),
+            amount: 30,
+            kind: Kind::Post,
+        }],
+        0,
+    )
+    .expect("pay");
+    let refund = |i, amount| Request {
+        id: id(i),
+        debit: bob.clone(),
+        credit: alice.clone(),
+        amount,
+        kind: Kind::Refund { original: id(2) },
+    };
+    l.submit(&[refund(3, 20)], 1).expect("first refund");
+    assert_eq!(
+        l.submit(&[refund(4, 11)], 2),
+        Err(LedgerError::ExceedsRefundable {
+            amount: 11,
+            left: 10
+        })
+    );
+    l.submit(&[refund(4, 10)], 2).expect("the rest");
+    assert_eq!(l.balance(&alice).available(), Some(100));
+}
