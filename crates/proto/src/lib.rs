@@ -13,5 +13,6 @@ pub mod forge;
 pub mod frame;
 pub mod identity;
 pub mod mst;
+pub mod service_auth;
 pub mod syntax;
 pub mod verify;

@@ -13,3 +13,4 @@ mod outbound;
 mod pipeline;
 mod retry;
 mod rollback;
+mod service_auth;

@@ -7,5 +7,6 @@ mod fixtures;
 mod forged;
 mod manifest;
 mod mst_vectors;
+mod service_auth;
 mod syntax_vectors;
 mod vectors;
