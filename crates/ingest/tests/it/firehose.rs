@@ -7,46 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guildhall_ingest::firehose::SubscribeConfig;
-use guildhall_ingest::identity::{Resolver, ResolverConfig};
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
-use guildhall_ingest::metrics::Metrics;
-use guildhall_ingest::repo::RepoFetcher;
 use guildhall_proto::cbor;
 use guildhall_proto::forge::{Forged, WireCommit};
 use guildhall_store::{Batch, RepoStatus, Store};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use url::Url;
 
 use crate::forged::{Account, delete, endorsement, path_of, post, service};
-use crate::harness::both;
+use crate::harness::{self, both};
 use crate::net::{Net, Step};
 
 /// A context whose resolver, handle resolver and PDS are all `net`.
 pub fn context(store: Store, net: &Net) -> Arc<Context> {
-    let base = Url::parse(&net.http).expect("server url");
-    let metrics = Arc::new(Metrics::default());
-    let resolver = Arc::new(
-        Resolver::new(ResolverConfig {
-            plc: base.clone(),
-            handle_resolver: Some(base),
-            dns: None,
-            capacity: 1000,
-            timeout: Duration::from_secs(10),
-            policy: guildhall_ingest::net::FetchPolicy {
-                allow_private: true,
-            },
-        })
-        .expect("resolver"),
-    );
-    let fetcher = RepoFetcher::new(resolver.clone(), metrics.clone(), 64 << 20);
-    let (committed, _) = broadcast::channel(64);
-    Arc::new(Context {
-        store,
-        resolver,
-        metrics,
-        fetcher,
-        committed,
-    })
+    harness::context(store, harness::resolver(&net.http, Some(&net.http), true))
 }
 
 /// A Prometheus counter's value from the exposition text (0 when absent).

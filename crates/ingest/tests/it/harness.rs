@@ -2,9 +2,47 @@
 //! one test body on each backend.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use guildhall_ingest::identity::{Resolver, ResolverConfig};
+use guildhall_ingest::indexer::Context;
+use guildhall_ingest::metrics::Metrics;
+use guildhall_ingest::net::FetchPolicy;
+use guildhall_ingest::repo::RepoFetcher;
 use guildhall_store::Store;
 use guildhall_testkit::db::TestDb;
+use tokio::sync::broadcast;
+use url::Url;
+
+/// A resolver for servers on loopback: DID documents from `plc`, handles through
+/// `handle_resolver` (else DNS and well-knowns), document URLs guarded unless `allow_private`.
+pub fn resolver(plc: &str, handle_resolver: Option<&str>, allow_private: bool) -> Arc<Resolver> {
+    Arc::new(
+        Resolver::new(ResolverConfig {
+            plc: Url::parse(plc).expect("plc url"),
+            handle_resolver: handle_resolver.map(|h| Url::parse(h).expect("handle resolver url")),
+            dns: None,
+            capacity: 1000,
+            timeout: Duration::from_secs(10),
+            policy: FetchPolicy { allow_private },
+        })
+        .expect("resolver"),
+    )
+}
+
+/// A pipeline context over `store` and `resolver` (repos up to 64 MiB).
+pub fn context(store: Store, resolver: Arc<Resolver>) -> Arc<Context> {
+    let metrics = Arc::new(Metrics::default());
+    let fetcher = RepoFetcher::new(resolver.clone(), metrics.clone(), 64 << 20);
+    Arc::new(Context {
+        store,
+        resolver,
+        metrics,
+        fetcher,
+        committed: broadcast::channel(64).0,
+    })
+}
 
 /// Runs `body` with a store on a fresh database, cleaning up even when it panics.
 pub async fn run<F, Fut>(pg: bool, body: F)

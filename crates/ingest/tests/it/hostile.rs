@@ -15,10 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
-use guildhall_ingest::identity::{Resolver, ResolverConfig};
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
-use guildhall_ingest::metrics::Metrics;
-use guildhall_ingest::repo::RepoFetcher;
 use guildhall_ingest::resync::ResyncConfig;
 use guildhall_ingest::schedule::Limits;
 use guildhall_proto::crypto::SigningKey;
@@ -33,7 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 use url::Url;
 
 use crate::forged::service;
-use crate::harness::both;
+use crate::harness::{self, both};
 
 both!(a_hostile_pds_stalls_nobody);
 
@@ -235,28 +232,10 @@ impl HostileRepo {
 }
 
 fn context(store: Store, peer: &Peer) -> Arc<Context> {
-    let metrics = Arc::new(Metrics::default());
-    let resolver = Arc::new(
-        Resolver::new(ResolverConfig {
-            plc: Url::parse(&peer.info().plc_url).expect("plc url"),
-            handle_resolver: Some(Url::parse(&peer.pds().url).expect("pds url")),
-            dns: None,
-            capacity: 1000,
-            timeout: Duration::from_secs(10),
-            policy: guildhall_ingest::net::FetchPolicy {
-                allow_private: true,
-            },
-        })
-        .expect("resolver"),
-    );
-    let fetcher = RepoFetcher::new(resolver.clone(), metrics.clone(), 64 << 20);
-    Arc::new(Context {
+    harness::context(
         store,
-        resolver,
-        metrics,
-        fetcher,
-        committed: broadcast::channel(64).0,
-    })
+        harness::resolver(&peer.info().plc_url, Some(&peer.pds().url), true),
+    )
 }
 
 /// Short bounds, so a hung host is given up on within seconds and retried soon after.

@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use cid::Cid;
 use guildhall_ingest::firehose::SubscribeConfig;
-use guildhall_ingest::identity::{REFRESH_INTERVAL, Resolver, ResolverConfig};
+use guildhall_ingest::identity::REFRESH_INTERVAL;
 use guildhall_ingest::indexer::{self, Context, IndexerConfig};
-use guildhall_ingest::metrics::Metrics;
-use guildhall_ingest::repo::RepoFetcher;
 use guildhall_proto::car::{self, BlockMap};
 use guildhall_proto::cbor;
 use guildhall_proto::crypto::{PublicKey, SigningKey};
@@ -25,12 +23,12 @@ use guildhall_store::{RepoStatus, Store};
 use guildhall_testkit::plc::{PlcDid, PlcState};
 use guildhall_testkit::{Peer, PeerOptions};
 use ipld_core::ipld::Ipld;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use url::Url;
 
 use crate::firehose::counter;
 use crate::forged::{endorsement, path_of, service};
-use crate::harness::both;
+use crate::harness::{self, both};
 use crate::net::{Net, Step};
 
 const SERVICES: &str = "dev.guildhall.service";
@@ -207,29 +205,7 @@ const NOW: &str = "2026-01-01T00:00:00.000Z";
 
 /// The pipeline's context: DID documents from the reference PLC, handles and repos from `net`.
 fn context(store: Store, plc: &str, net: &Net) -> Arc<Context> {
-    let metrics = Arc::new(Metrics::default());
-    let resolver = Arc::new(
-        Resolver::new(ResolverConfig {
-            plc: Url::parse(plc).expect("plc url"),
-            handle_resolver: Some(Url::parse(&net.http).expect("net url")),
-            dns: None,
-            capacity: 100,
-            timeout: Duration::from_secs(10),
-            policy: guildhall_ingest::net::FetchPolicy {
-                allow_private: true,
-            },
-        })
-        .expect("resolver"),
-    );
-    let fetcher = RepoFetcher::new(resolver.clone(), metrics.clone(), 64 << 20);
-    let (committed, _) = broadcast::channel(64);
-    Arc::new(Context {
-        store,
-        resolver,
-        metrics,
-        fetcher,
-        committed,
-    })
+    harness::context(store, harness::resolver(plc, Some(&net.http), true))
 }
 
 /// Runs `indexer::run` on `net`'s firehose until the stored cursor reaches `last_seq` and

@@ -4,29 +4,17 @@
 //! PLC directory is fetched either way.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use guildhall_ingest::identity::{ResolveError, Resolver, ResolverConfig};
+use guildhall_ingest::identity::{ResolveError, Resolver};
 use guildhall_ingest::metrics::Metrics;
-use guildhall_ingest::net::{FetchPolicy, NetError};
+use guildhall_ingest::net::NetError;
 use guildhall_ingest::repo::{FetchError, RepoFetcher};
 use guildhall_proto::syntax::Did;
 use guildhall_testkit::{Peer, PeerOptions};
 use url::Url;
 
 fn resolver(peer: &Peer, allow_private: bool) -> Arc<Resolver> {
-    let plc = Url::parse(&peer.info().plc_url).expect("plc url");
-    Arc::new(
-        Resolver::new(ResolverConfig {
-            plc,
-            handle_resolver: None,
-            dns: None,
-            capacity: 16,
-            timeout: Duration::from_secs(5),
-            policy: FetchPolicy { allow_private },
-        })
-        .expect("resolver"),
-    )
+    crate::harness::resolver(&peer.info().plc_url, None, allow_private)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,17 +4,13 @@
 //! lagging host answering a resync) would apply them — in either order, and racing.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use guildhall_ingest::identity::{Resolver, ResolverConfig};
 use guildhall_ingest::metrics::Metrics;
-use guildhall_ingest::net::FetchPolicy;
 use guildhall_ingest::repo::{RepoFetcher, Snapshot};
 use guildhall_proto::syntax::Did;
 use guildhall_store::{Batch, Store};
 use guildhall_testkit::{Peer, PeerOptions};
 use serde_json::json;
-use url::Url;
 
 use crate::harness::both;
 
@@ -22,19 +18,7 @@ const ENDORSEMENT: &str = "dev.guildhall.endorsement";
 
 /// Alice's repo before and after she revokes her endorsement of Bob, and the URI revoked.
 async fn before_and_after(peer: &Peer) -> (Did, Snapshot, Snapshot, String) {
-    let resolver = Arc::new(
-        Resolver::new(ResolverConfig {
-            plc: Url::parse(&peer.info().plc_url).expect("plc"),
-            handle_resolver: None,
-            dns: None,
-            capacity: 16,
-            timeout: Duration::from_secs(10),
-            policy: FetchPolicy {
-                allow_private: true,
-            },
-        })
-        .expect("resolver"),
-    );
+    let resolver = crate::harness::resolver(&peer.info().plc_url, None, true);
     let fetcher = RepoFetcher::new(resolver, Arc::new(Metrics::default()), 64 << 20);
     let [alice, bob] = [&peer.accounts()[0], &peer.accounts()[1]];
     let endorsement = json!({

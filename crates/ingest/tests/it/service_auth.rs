@@ -2,14 +2,11 @@
 //! K-256 account), verified against the issuer's key as resolved from the reference PLC: the
 //! token verifies for the method it names and no other, and its `jti` is spent once.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use guildhall_ingest::identity::{Resolver, ResolverConfig};
-use guildhall_ingest::net::FetchPolicy;
 use guildhall_proto::service_auth::{self, AuthError, Expect, ReplayCache};
 use guildhall_proto::syntax::Did;
 use guildhall_testkit::{Peer, PeerOptions};
-use url::Url;
 
 const AUD: &str = "did:web:guildhall.test";
 const METHOD: &str = "dev.guildhall.ledger.getBalance";
@@ -41,17 +38,7 @@ async fn tokens_from_the_reference_pds_verify_once_for_their_method() {
     let body: serde_json::Value = resp.json().await.expect("json");
     let token = body["token"].as_str().expect("token").to_owned();
 
-    let resolver = Resolver::new(ResolverConfig {
-        plc: Url::parse(&peer.info().plc_url).expect("plc"),
-        handle_resolver: None,
-        dns: None,
-        capacity: 16,
-        timeout: Duration::from_secs(10),
-        policy: FetchPolicy {
-            allow_private: true,
-        },
-    })
-    .expect("resolver");
+    let resolver = crate::harness::resolver(&peer.info().plc_url, None, true);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
