@@ -11,7 +11,7 @@
 //! messages still queued behind it are applied afterwards in order, so the graph converges
 //! to the store's state without a lock across the two.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -94,7 +94,8 @@ pub struct TrustIndex {
     token: Mutex<Option<ChangeToken>>,
     /// Accounts whose records the graph leaves out (status not active), as of the last
     /// load plus the status changes applied since: a status change that does not move an
-    /// account in or out of this set changes nothing in the graph.
+    /// account in or out of this set changes nothing in the graph, and a batch's endorsements
+    /// are shown or not by it, with no store read.
     hidden: Mutex<HashSet<String>>,
 }
 
@@ -424,8 +425,6 @@ impl TrustIndex {
         let mut ops = Vec::new();
         let rebuild = false;
         let mut services = false;
-        // Visibility per DID within this batch: a resync's many endorsements share authors.
-        let mut visible: HashMap<String, bool> = HashMap::new();
         for c in changes {
             match c {
                 Change::UpsertRecord(rec, Some(IndexRow::Endorsement(e))) => {
@@ -434,8 +433,12 @@ impl TrustIndex {
                     e.uri.clone_from(&rec.uri);
                     e.author.clone_from(&rec.did);
                     e.cid.clone_from(&rec.cid);
-                    let shown = visible_memo(store, &mut visible, &e.author).await?
-                        && visible_memo(store, &mut visible, &e.subject).await?;
+                    // The index tracks hidden accounts itself (loaded with the graph, moved by
+                    // this loop's account changes in order): no store read per endorsement.
+                    let shown = {
+                        let hidden = self.hidden.lock().unwrap_or_else(PoisonError::into_inner);
+                        !hidden.contains(&e.author) && !hidden.contains(&e.subject)
+                    };
                     match to_endorsement(&e).filter(|_| shown) {
                         Some(x) => ops.push(Op::Add(x)),
                         None => ops.push(Op::Remove(rec.uri.clone())),
@@ -476,8 +479,6 @@ impl TrustIndex {
                             hidden.remove(did)
                         }
                     };
-                    // Later endorsements of this batch see the new status.
-                    visible.remove(did);
                     if !moved {
                         continue;
                     }
@@ -721,28 +722,6 @@ async fn restore_operator(store: &Store, did: &str, ops: &mut Vec<Op>) -> Result
         ops.push(Op::SetService(svc.uri, svc.cid, svc.capabilities));
     }
     Ok(())
-}
-
-/// [`is_visible`], asked of the store once per DID per batch.
-async fn visible_memo(
-    store: &Store,
-    memo: &mut HashMap<String, bool>,
-    did: &str,
-) -> Result<bool, StoreError> {
-    if let Some(&v) = memo.get(did) {
-        return Ok(v);
-    }
-    let v = is_visible(store, did).await?;
-    memo.insert(did.to_owned(), v);
-    Ok(v)
-}
-
-/// Whether the store shows `did`'s records (unknown DIDs count as active, as in the store).
-async fn is_visible(store: &Store, did: &str) -> Result<bool, StoreError> {
-    Ok(matches!(
-        store.operator_status(did).await?,
-        None | Some(OperatorStatus::Active)
-    ))
 }
 
 /// The collection segment of `at://<authority>/<collection>/<rkey>`.

@@ -1206,6 +1206,36 @@ async fn incremental_resync_and_noop_status(ctx: Ctx) {
         .expect("apply");
     let (_, back) = get(&app3, &search(&v, "")).await;
     assert_eq!(back["services"], loaded["services"]);
+    // Endorsements written while their author or subject is hidden stay out of the graph
+    // (the index's own set of hidden accounts decides, as the store would).
+    step(vec![Change::Account {
+        did: did("p4"),
+        status: OperatorStatus::Takendown,
+    }])
+    .await;
+    let before = trust.stats().overlay_edges;
+    step(vec![
+        upsert_endorsement(&endorsement(
+            &did("p4"),
+            "3khidden0001",
+            &did("p1"),
+            90,
+            &["sms.send"],
+        )),
+        upsert_endorsement(&endorsement(
+            &v,
+            "3khidden0002",
+            &did("p4"),
+            90,
+            &["sms.send"],
+        )),
+    ])
+    .await;
+    assert_eq!(
+        trust.stats().overlay_edges,
+        before,
+        "an endorsement of a hidden account entered the graph"
+    );
 }
 
 /// A service row with other capabilities (and a new CID, as a new version would have).
