@@ -5,6 +5,15 @@ use crate::model::{HoldState, TransferId};
 /// A refused request. Nothing of it was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
+    /// A transfer id is 1–255 bytes of printable ASCII.
+    #[error("a transfer id must be 1 to 255 printable ASCII characters")]
+    BadId,
+    /// A memo is at most 500 bytes without control characters.
+    #[error("a memo must be at most 500 bytes without control characters")]
+    BadMemo,
+    /// A currency code is 1–32 bytes of letters, digits and `._-:`.
+    #[error("bad currency code {0:?}")]
+    BadCurrency(String),
     /// Amounts are positive.
     #[error("the amount must be positive")]
     ZeroAmount,

@@ -51,6 +51,13 @@ impl Balance {
     }
 }
 
+/// Longest transfer id, in bytes (Stripe's idempotency keys stop at 255 too).
+pub const MAX_ID_LEN: usize = 255;
+/// Longest memo, in bytes.
+pub const MAX_MEMO_LEN: usize = 500;
+/// Longest currency code, in bytes.
+pub const MAX_CURRENCY_LEN: usize = 32;
+
 /// A client-chosen transfer id: the idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransferId(pub String);
@@ -103,6 +110,9 @@ pub struct Request {
     pub amount: i64,
     /// What to do.
     pub kind: Kind,
+    /// A note for the people reading the history (a grant's reason); part of the request, so
+    /// a retry must repeat it.
+    pub memo: Option<String>,
 }
 
 /// How a hold stands.

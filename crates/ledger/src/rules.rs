@@ -7,7 +7,10 @@
 use std::collections::HashMap;
 
 use crate::error::LedgerError;
-use crate::model::{AccountKey, Balance, HoldState, Kind, Request, Transfer, TransferId};
+use crate::model::{
+    AccountKey, Balance, HoldState, Kind, MAX_CURRENCY_LEN, MAX_ID_LEN, MAX_MEMO_LEN, Request,
+    Transfer, TransferId,
+};
 
 /// What the rules read: an account's counters (zero when it has none yet) and a transfer.
 pub trait View {
@@ -70,6 +73,7 @@ pub enum Planned {
 
 /// Decides one request against `view` at `now_ms`.
 pub fn plan(req: &Request, view: &impl View, now_ms: i64) -> Result<Planned, LedgerError> {
+    check_shape(req)?;
     if let Some(existing) = view.transfer(&req.id) {
         return if existing.request == *req {
             Ok(Planned::Replay(existing))
@@ -226,6 +230,7 @@ pub fn plan_expiry(
         credit: h.credit.clone(),
         amount: h.amount,
         kind: Kind::Void { hold: hold.clone() },
+        memo: None,
     };
     release(&req, view, hold, now_ms, HoldState::Expired)
 }
@@ -280,6 +285,31 @@ fn pending_hold(view: &impl View, id: &TransferId) -> Result<(Transfer, i64, i64
         }),
         None => Err(LedgerError::NotAHold(id.clone())),
     }
+}
+
+/// Ids, memos and currency codes are bounded, printable text: they are stored, indexed and
+/// shown back to people.
+fn check_shape(req: &Request) -> Result<(), LedgerError> {
+    let printable = |s: &str| s.chars().all(|c| !c.is_control());
+    let id = &req.id.0;
+    if id.is_empty() || id.len() > MAX_ID_LEN || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(LedgerError::BadId);
+    }
+    if let Some(memo) = &req.memo
+        && (memo.len() > MAX_MEMO_LEN || !printable(memo))
+    {
+        return Err(LedgerError::BadMemo);
+    }
+    for c in [&req.debit.currency, &req.credit.currency] {
+        let ok = !c.is_empty()
+            && c.len() <= MAX_CURRENCY_LEN
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+        if !ok {
+            return Err(LedgerError::BadCurrency(c.clone()));
+        }
+    }
+    Ok(())
 }
 
 fn check_pair(debit: &AccountKey, credit: &AccountKey, amount: i64) -> Result<(), LedgerError> {

@@ -77,6 +77,7 @@ fn request() -> impl Strategy<Value = Request> {
                         original: id(other),
                     },
                 },
+                memo: None,
             }
         })
 }
@@ -253,6 +254,7 @@ impl Model {
                     kind: Kind::Void {
                         hold: h.request.id.clone(),
                     },
+                    memo: None,
                 },
                 debit: h.debit.clone(),
                 credit: h.credit.clone(),
@@ -359,6 +361,7 @@ proptest! {
                             credit: o.debit.clone(),
                             amount,
                             kind: Kind::Refund { original: o.id.clone() },
+                            memo: None,
                         }];
                         step(&mut ledger, &mut model, &chain, now)?;
                         sent.push(chain);
@@ -432,6 +435,7 @@ fn retries_with_the_same_id_apply_once_and_changed_parameters_are_refused() {
         credit: alice.clone(),
         amount: 100,
         kind: Kind::Post,
+        memo: None,
     };
     let first = l.submit(std::slice::from_ref(&grant), 0).expect("grant");
     let again = l.submit(std::slice::from_ref(&grant), 5).expect("retry");
@@ -455,6 +459,7 @@ fn a_capture_with_its_fee_commits_together_or_not_at_all() {
             credit: caller.clone(),
             amount: 100,
             kind: Kind::Post,
+            memo: None,
         }],
         0,
     )
@@ -466,6 +471,7 @@ fn a_capture_with_its_fee_commits_together_or_not_at_all() {
             credit: provider.clone(),
             amount: 60,
             kind: Kind::Hold { timeout_ms: 1_000 },
+            memo: None,
         }],
         0,
     )
@@ -477,6 +483,7 @@ fn a_capture_with_its_fee_commits_together_or_not_at_all() {
         credit: provider.clone(),
         amount: 50,
         kind: Kind::Capture { hold: id(1) },
+        memo: None,
     };
     // A fee larger than the capture fails the chain: the hold stays pending.
     let greedy = Request {
@@ -485,6 +492,7 @@ fn a_capture_with_its_fee_commits_together_or_not_at_all() {
         credit: fees.clone(),
         amount: 51,
         kind: Kind::Post,
+        memo: None,
     };
     assert!(matches!(
         l.submit(&[capture.clone(), greedy], 10),
@@ -500,6 +508,7 @@ fn a_capture_with_its_fee_commits_together_or_not_at_all() {
         credit: fees.clone(),
         amount: 5,
         kind: Kind::Post,
+        memo: None,
     };
     l.submit(&[capture, fee], 10).expect("capture + fee");
     assert_eq!(
@@ -522,6 +531,7 @@ fn an_expired_hold_is_released_by_the_sweeper_and_cannot_be_captured() {
             credit: caller.clone(),
             amount: 10,
             kind: Kind::Post,
+            memo: None,
         }],
         0,
     )
@@ -533,6 +543,7 @@ fn an_expired_hold_is_released_by_the_sweeper_and_cannot_be_captured() {
             credit: provider.clone(),
             amount: 10,
             kind: Kind::Hold { timeout_ms: 100 },
+            memo: None,
         }],
         0,
     )
@@ -543,6 +554,7 @@ fn an_expired_hold_is_released_by_the_sweeper_and_cannot_be_captured() {
         credit: provider.clone(),
         amount: 10,
         kind: Kind::Capture { hold: id(1) },
+        memo: None,
     };
     assert_eq!(
         l.submit(std::slice::from_ref(&capture), 100),
@@ -570,6 +582,7 @@ fn refunds_never_exceed_what_was_paid() {
         credit: k.clone(),
         amount: 100,
         kind: Kind::Post,
+        memo: None,
     };
     l.submit(&[grant(0, &alice), grant(1, &bob)], 0)
         .expect("grants");
@@ -580,6 +593,7 @@ fn refunds_never_exceed_what_was_paid() {
             credit: bob.clone(),
             amount: 30,
             kind: Kind::Post,
+            memo: None,
         }],
         0,
     )
@@ -590,6 +604,7 @@ fn refunds_never_exceed_what_was_paid() {
         credit: alice.clone(),
         amount,
         kind: Kind::Refund { original: id(2) },
+        memo: None,
     };
     l.submit(&[refund(3, 20)], 1).expect("first refund");
     assert_eq!(
@@ -601,4 +616,41 @@ fn refunds_never_exceed_what_was_paid() {
     );
     l.submit(&[refund(4, 10)], 2).expect("the rest");
     assert_eq!(l.balance(&alice).available(), Some(100));
+}
+
+#[test]
+fn ids_memos_and_currencies_are_bounded_printable_text() {
+    let mut l = Ledger::new();
+    let grant = |id: &str, memo: Option<&str>, currency: &str| Request {
+        id: TransferId(id.to_owned()),
+        debit: AccountKey {
+            owner: Owner::Issuance,
+            currency: currency.to_owned(),
+        },
+        credit: AccountKey {
+            owner: Owner::Did("did:plc:a".to_owned()),
+            currency: currency.to_owned(),
+        },
+        amount: 1,
+        kind: Kind::Post,
+        memo: memo.map(str::to_owned),
+    };
+    let long_id = "i".repeat(256);
+    let long_memo = "m".repeat(501);
+    for (req, want) in [
+        (grant("", None, "USD"), LedgerError::BadId),
+        (grant(&long_id, None, "USD"), LedgerError::BadId),
+        (grant("has space", None, "USD"), LedgerError::BadId),
+        (grant("ok", Some(&long_memo), "USD"), LedgerError::BadMemo),
+        (grant("ok", Some("bell\u{7}"), "USD"), LedgerError::BadMemo),
+        (
+            grant("ok", None, "US D"),
+            LedgerError::BadCurrency("US D".to_owned()),
+        ),
+    ] {
+        assert_eq!(l.submit(&[req], 0), Err(want));
+    }
+    assert!(l.accounts().is_empty(), "nothing refused was applied");
+    let ok = grant(&"i".repeat(255), Some("top-up"), "USDC");
+    assert_eq!(l.submit(&[ok], 0).expect("bounded input").len(), 1);
 }
