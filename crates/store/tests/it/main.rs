@@ -6,6 +6,7 @@ mod data;
 mod equiv;
 mod harness;
 mod ledger;
+mod ledger_crash;
 mod prop;
 mod reads;
 mod resync;
