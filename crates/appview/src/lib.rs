@@ -32,6 +32,7 @@
 //! Behind a reverse proxy, name it in [`AppConfig::trusted_proxies`] so the limit keys on the
 //! client it forwards for (see [`client`]).
 
+pub mod auth;
 pub mod client;
 pub mod cursor;
 mod error;
@@ -162,6 +163,9 @@ pub struct AppState {
     pub trust: Arc<TrustIndex>,
     /// Settings.
     pub config: Arc<AppConfig>,
+    /// Service auth for the authenticated methods; `None` (no `--hostname`, so no DID to be
+    /// the audience) answers them 501.
+    pub auth: Option<Arc<auth::ServiceAuth>>,
     inner: Arc<Inner>,
 }
 
@@ -192,8 +196,33 @@ impl AppState {
             metrics,
             trust,
             config: Arc::new(config),
+            auth: None,
             inner: Arc::new(inner),
         }
+    }
+
+    /// Turns on service auth: tokens must be addressed to this AppView's did:web (from
+    /// [`AppConfig::hostname_for_did_web`], the DID `/.well-known/did.json` serves), and
+    /// issuers' keys are resolved through `resolver` (give it the ingestion's: one cache, the
+    /// same SSRF-guarded clients). Without a hostname there is no DID and this does nothing.
+    pub fn with_service_auth(
+        mut self,
+        resolver: Arc<guildhall_ingest::identity::Resolver>,
+        config: auth::AuthConfig,
+    ) -> Self {
+        match self.config.hostname_for_did_web.as_deref() {
+            Some(host) => {
+                self.auth = Some(Arc::new(auth::ServiceAuth::new(
+                    handlers::did_web(host),
+                    resolver,
+                    config,
+                )));
+            }
+            None => tracing::info!(
+                "no --hostname: this AppView has no DID, so the authenticated methods (the ledger) answer 501"
+            ),
+        }
+        self
     }
 
     /// Ranking options in force (anchors from the configuration).

@@ -7,4 +7,6 @@ mod crowding;
 mod data;
 mod edge;
 mod harness;
+mod peer_support;
 mod refresh;
+mod service_auth;
