@@ -38,6 +38,7 @@ pub mod cursor;
 mod error;
 pub mod handlers;
 pub mod http_metrics;
+pub mod ledger;
 pub mod params;
 pub mod ratelimit;
 pub mod search;
@@ -52,7 +53,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use guildhall_ingest::metrics::Metrics;
 use guildhall_store::Store;
@@ -166,6 +167,9 @@ pub struct AppState {
     /// Service auth for the authenticated methods; `None` (no `--hostname`, so no DID to be
     /// the audience) answers them 501.
     pub auth: Option<Arc<auth::ServiceAuth>>,
+    /// The ledger writer behind `dev.guildhall.ledger.transfer`; `None` answers it 501
+    /// (reads go to the store directly).
+    pub ledger: Option<guildhall_store::LedgerHandle>,
     inner: Arc<Inner>,
 }
 
@@ -197,8 +201,15 @@ impl AppState {
             trust,
             config: Arc::new(config),
             auth: None,
+            ledger: None,
             inner: Arc::new(inner),
         }
+    }
+
+    /// Serves the ledger methods' writes through `ledger` (`serve` starts one on the store).
+    pub fn with_ledger(mut self, ledger: guildhall_store::LedgerHandle) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// Turns on service auth: tokens must be addressed to this AppView's did:web (from
@@ -237,7 +248,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
         .allow_headers(Any)
         .max_age(Duration::from_secs(86_400));
     Router::new()
@@ -263,6 +274,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/xrpc/dev.guildhall.listCapabilities",
             get(handlers::list_capabilities),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.getBalance",
+            get(ledger::get_balance),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.listTransfers",
+            get(ledger::list_transfers),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.transfer",
+            post(ledger::transfer),
         )
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(state.config.max_body))

@@ -18,7 +18,7 @@ use guildhall_ingest::metrics::Metrics;
 use guildhall_ingest::net::FetchPolicy;
 use guildhall_proto::crypto::SigningKey;
 use guildhall_proto::service_auth;
-use guildhall_store::Store;
+use guildhall_store::{LedgerConfig, LedgerHandle, Store};
 use guildhall_testkit::{Account, Peer, PeerOptions};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -40,7 +40,8 @@ pub struct World {
     /// the extractor alone, over the same state.
     pub probe: Router,
     pub admin: Router,
-    pub state: AppState,
+    /// The ledger writer the AppView's transfers go through (tests grant with it).
+    pub ledger: LedgerHandle,
     http: reqwest::Client,
 }
 
@@ -77,6 +78,7 @@ pub async fn world(store: &Store, accounts: usize) -> World {
     let trust = TrustIndex::load_with(store, TrustIndexOptions::default())
         .await
         .expect("trust");
+    let ledger = LedgerHandle::start(store.clone(), LedgerConfig::default());
     let state = AppState::new(
         store.clone(),
         Arc::new(Metrics::default()),
@@ -93,7 +95,8 @@ pub async fn world(store: &Store, accounts: usize) -> World {
             key_refresh_interval: Duration::ZERO,
             ..AuthConfig::default()
         },
-    );
+    )
+    .with_ledger(ledger.clone());
     let probe = Router::new()
         .route(
             "/xrpc/dev.guildhall.ledger.getBalance",
@@ -104,8 +107,8 @@ pub async fn world(store: &Store, accounts: usize) -> World {
         peer,
         app: router(state.clone()),
         probe,
-        admin: admin_router(state.clone()),
-        state,
+        admin: admin_router(state),
+        ledger,
         http: reqwest::Client::new(),
     }
 }
