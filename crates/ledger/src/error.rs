@@ -11,6 +11,9 @@ pub enum LedgerError {
     /// A memo is at most 500 bytes without control characters.
     #[error("a memo must be at most 500 bytes without control characters")]
     BadMemo,
+    /// A user account's owner is a DID.
+    #[error("account owner {0:?} is not a DID")]
+    BadOwner(String),
     /// A currency code is 1–32 bytes of letters, digits and `._-:`.
     #[error("bad currency code {0:?}")]
     BadCurrency(String),

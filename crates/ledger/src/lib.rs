@@ -22,6 +22,8 @@ mod error;
 mod ledger;
 mod model;
 pub mod rules;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::LedgerError;
 pub use ledger::Ledger;

@@ -55,6 +55,8 @@ impl Balance {
 pub const MAX_ID_LEN: usize = 255;
 /// Longest memo, in bytes.
 pub const MAX_MEMO_LEN: usize = 500;
+/// Longest DID, in bytes (the DID syntax's own limit is 2 KB; ours are far shorter).
+pub const MAX_DID_LEN: usize = 2048;
 /// Longest currency code, in bytes.
 pub const MAX_CURRENCY_LEN: usize = 32;
 

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::error::LedgerError;
 use crate::model::{
-    AccountKey, Balance, HoldState, Kind, MAX_CURRENCY_LEN, MAX_ID_LEN, MAX_MEMO_LEN, Request,
-    Transfer, TransferId,
+    AccountKey, Balance, HoldState, Kind, MAX_CURRENCY_LEN, MAX_DID_LEN, MAX_ID_LEN, MAX_MEMO_LEN,
+    Owner, Request, Transfer, TransferId,
 };
 
 /// What the rules read: an account's counters (zero when it has none yet) and a transfer.
@@ -299,6 +299,17 @@ fn check_shape(req: &Request) -> Result<(), LedgerError> {
         && (memo.len() > MAX_MEMO_LEN || !printable(memo))
     {
         return Err(LedgerError::BadMemo);
+    }
+    // A DID is what a store keys user accounts by; nothing else may pose as one (system
+    // accounts are their own variants).
+    for key in [&req.debit, &req.credit] {
+        if let Owner::Did(did) = &key.owner
+            && (!did.starts_with("did:")
+                || did.len() > MAX_DID_LEN
+                || !did.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(LedgerError::BadOwner(did.clone()));
+        }
     }
     for c in [&req.debit.currency, &req.credit.currency] {
         let ok = !c.is_empty()

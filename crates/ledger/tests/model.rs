@@ -10,88 +10,7 @@ use guildhall_ledger::rules::View;
 use guildhall_ledger::*;
 use proptest::prelude::*;
 
-const OWNERS: [&str; 3] = ["did:plc:a", "did:plc:b", "did:plc:c"];
-const CURRENCIES: [&str; 2] = ["USD", "EUR"];
-const IDS: usize = 10;
-
-fn key(owner: usize, currency: usize) -> AccountKey {
-    AccountKey {
-        owner: match owner {
-            3 => Owner::Fees,
-            4 => Owner::Issuance,
-            i => Owner::Did(OWNERS[i].to_owned()),
-        },
-        currency: CURRENCIES[currency].to_owned(),
-    }
-}
-
-fn id(i: usize) -> TransferId {
-    TransferId(format!("t{i}"))
-}
-
-/// One step of a run.
-#[derive(Debug, Clone)]
-enum Op {
-    /// A chain of requests (one: a plain transfer).
-    Submit(Vec<Request>),
-    /// Resend the n-th request submitted so far (modulo their number), as a client retry.
-    Retry(usize),
-    /// Refund `amount` of the n-th request submitted so far under id `r<k>` (the payee of a
-    /// real transfer pays back, possibly more than once).
-    RefundOf(usize, usize, i64),
-    /// Run the sweeper.
-    Sweep,
-    /// Move the clock forward.
-    Advance(i64),
-}
-
-fn request() -> impl Strategy<Value = Request> {
-    let amount = prop_oneof![8 => 1i64..20, 1 => Just(0i64), 1 => Just(i64::MAX)];
-    (
-        0..IDS,
-        0usize..5,
-        0usize..5,
-        0usize..2,
-        0usize..2,
-        amount,
-        0u8..6,
-        0..IDS,
-        1i64..400,
-    )
-        .prop_map(|(i, d, c, dc, cc, amount, k, other, timeout)| {
-            // Grants come from issuance; the rest between any accounts.
-            let (d, dc) = if k <= 1 { (4, cc) } else { (d, dc) };
-            Request {
-                id: id(i),
-                debit: key(d, dc),
-                credit: key(c, cc),
-                amount,
-                kind: match k {
-                    0 | 1 => Kind::Post,
-                    2 => Kind::Hold {
-                        timeout_ms: timeout,
-                    },
-                    3 => Kind::Capture { hold: id(other) },
-                    4 => Kind::Void { hold: id(other) },
-                    _ => Kind::Refund {
-                        original: id(other),
-                    },
-                },
-                memo: None,
-            }
-        })
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => request().prop_map(|r| Op::Submit(vec![r])),
-        2 => (request(), request()).prop_map(|(a, b)| Op::Submit(vec![a, b])),
-        2 => any::<usize>().prop_map(Op::Retry),
-        2 => (any::<usize>(), 0usize..4, 1i64..20).prop_map(|(n, k, a)| Op::RefundOf(n, k, a)),
-        1 => Just(Op::Sweep),
-        1 => (1i64..200).prop_map(Op::Advance),
-    ]
-}
+use guildhall_ledger::testing::{CURRENCIES, Step, id, key, steps};
 
 /// The naive model: the log of applied transfers, and nothing else.
 #[derive(Debug, Default, Clone)]
@@ -335,45 +254,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
-    fn ledger_equals_naive_model(ops in proptest::collection::vec(op(), 1..80)) {
+    fn ledger_equals_naive_model(script in steps(80)) {
         let mut ledger = Ledger::new();
         let mut model = Model::default();
-        let mut sent: Vec<Vec<Request>> = Vec::new();
         let mut now = 0i64;
-        for op in ops {
-            match op {
-                Op::Submit(chain) => {
-                    step(&mut ledger, &mut model, &chain, now)?;
-                    sent.push(chain);
-                }
-                Op::Retry(n) => {
-                    if !sent.is_empty() {
-                        let chain = sent[n % sent.len()].clone();
-                        step(&mut ledger, &mut model, &chain, now)?;
-                    }
-                }
-                Op::RefundOf(n, k, amount) => {
-                    if !sent.is_empty() {
-                        let o = &sent[n % sent.len()][0];
-                        let chain = vec![Request {
-                            id: TransferId(format!("r{k}")),
-                            debit: o.credit.clone(),
-                            credit: o.debit.clone(),
-                            amount,
-                            kind: Kind::Refund { original: o.id.clone() },
-                            memo: None,
-                        }];
-                        step(&mut ledger, &mut model, &chain, now)?;
-                        sent.push(chain);
-                    }
-                }
-                Op::Sweep => {
+        for step in script {
+            match step {
+                Step::Submit(chain) => submit(&mut ledger, &mut model, &chain, now)?,
+                Step::Sweep => {
                     let swept = ledger.sweep(now);
                     let before = model.log.len();
                     model.sweep(now);
                     prop_assert_eq!(swept.len(), model.log.len() - before);
                 }
-                Op::Advance(ms) => now += ms,
+                Step::Advance(ms) => now += ms,
             }
             check(&ledger, &model)?;
         }
@@ -381,7 +275,7 @@ proptest! {
 }
 
 /// Submits a chain to both; they must agree on whether it applied and on what it returned.
-fn step(
+fn submit(
     ledger: &mut Ledger,
     model: &mut Model,
     chain: &[Request],

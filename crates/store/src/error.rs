@@ -47,6 +47,18 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether a unique key refused a row (another writer inserted the same key first).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Query(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("23505" | "2067" | "1555"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// SQLite "database is locked/busy" and PostgreSQL serialization/deadlock failures.
 fn is_busy(e: &sqlx::Error) -> bool {
     match e {

@@ -9,6 +9,8 @@
 mod amount;
 mod error;
 mod group;
+mod ledger;
+mod ledger_sql;
 mod ops;
 mod resync;
 mod revguard;
@@ -26,6 +28,9 @@ use sqlx::sqlite::{
 
 pub use amount::amount_to_nanos;
 pub use error::StoreError;
+pub use guildhall_ledger as ledger_core;
+pub use ledger::{LedgerCallError, LedgerConfig, LedgerHandle, LedgerStats, MAX_CHAIN};
+pub use ledger_sql::{LedgerOp, Outcome};
 pub use ops::{DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_WORDS, query_words};
 pub use types::*;
 
@@ -58,6 +63,11 @@ const SQLITE_MIGRATIONS: Migrations = &[
         "appview",
         include_str!("../../../migrations/sqlite/0003_appview.sql"),
     ),
+    (
+        4,
+        "ledger",
+        include_str!("../../../migrations/sqlite/0004_ledger.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: Migrations = &[
     (
@@ -74,6 +84,11 @@ const POSTGRES_MIGRATIONS: Migrations = &[
         3,
         "appview",
         include_str!("../../../migrations/postgres/0003_appview.sql"),
+    ),
+    (
+        4,
+        "ledger",
+        include_str!("../../../migrations/postgres/0004_ledger.sql"),
     ),
 ];
 
@@ -496,5 +511,56 @@ impl Store {
     /// per 500 distinct URIs.
     pub async fn record_cids(&self, uris: &[&str]) -> Result<Vec<Option<String>>, StoreError> {
         dispatch!(self.record_cids(uris))
+    }
+
+    /// Decides `ops` in order against the ledger at `now_ms` and commits what they change in
+    /// one transaction; each op's outcome. Callers normally go through [`LedgerHandle`],
+    /// which batches; this is its one database step (and the property tests' handle on it).
+    pub async fn ledger_commit(
+        &self,
+        ops: &[LedgerOp],
+        now_ms: i64,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        dispatch!(write self.ledger_commit(ops, now_ms))
+    }
+
+    /// Ids of holds still pending at or past their timeout, oldest first.
+    pub async fn ledger_due_holds(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self.ledger_due_holds(now_ms, limit))
+    }
+
+    /// `owner`'s accounts, by currency.
+    pub async fn ledger_balances(
+        &self,
+        owner: &guildhall_ledger::Owner,
+    ) -> Result<Vec<(guildhall_ledger::AccountKey, guildhall_ledger::Balance)>, StoreError> {
+        dispatch!(self.ledger_balances(owner))
+    }
+
+    /// Every ledger account in key order (audits, tests).
+    pub async fn ledger_accounts(
+        &self,
+    ) -> Result<Vec<(guildhall_ledger::AccountKey, guildhall_ledger::Balance)>, StoreError> {
+        dispatch!(self.ledger_accounts())
+    }
+
+    /// Transfers into or out of `owner`'s accounts, newest first, each with its sequence
+    /// number; `before` (a sequence number from the last page) pages back.
+    pub async fn ledger_transfers_of(
+        &self,
+        owner: &guildhall_ledger::Owner,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, guildhall_ledger::Transfer)>, StoreError> {
+        dispatch!(self.ledger_transfers_of(owner, before, limit))
+    }
+
+    /// Every transfer in the order applied (audits, tests).
+    pub async fn ledger_transfers(&self) -> Result<Vec<guildhall_ledger::Transfer>, StoreError> {
+        dispatch!(self.ledger_transfers())
     }
 }

@@ -1745,6 +1745,7 @@ pub(crate) mod sqlite {
         sqlx::SqlitePool,
         false
     );
+    crate::ledger_sql::ledger_ops!();
 
     /// Multi-row inserts: multi-row VALUES statements.
     async fn bulk_insert(
@@ -1760,6 +1761,7 @@ pub(crate) mod sqlite {
 
 pub(crate) mod pg {
     backend_ops!(sqlx::Postgres, sqlx::PgConnection, sqlx::PgPool, true);
+    crate::ledger_sql::ledger_ops!();
 
     /// One column of a bulk insert, bound as a PostgreSQL array.
     enum Column {

@@ -5,6 +5,7 @@ mod cases;
 mod data;
 mod equiv;
 mod harness;
+mod ledger;
 mod prop;
 mod reads;
 mod resync;
