@@ -13,7 +13,11 @@ import { fileURLToPath } from 'node:url'
 import { Lexicons, jsonToLex, parseLexiconDoc } from '@atproto/lexicon'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const dirs = [join(root, 'lexicons', 'dev', 'guildhall'), join(root, 'crates', 'lexicon', 'external')]
+const dirs = [
+  join(root, 'lexicons', 'dev', 'guildhall'),
+  join(root, 'lexicons', 'dev', 'guildhall', 'ledger'),
+  join(root, 'crates', 'lexicon', 'external'),
+]
 
 const lex = new Lexicons()
 const docs = []

@@ -24,6 +24,19 @@ pub enum XrpcError {
         /// What was wrong.
         message: String,
     },
+    /// The caller is not authenticated (401 with the service-auth error name, e.g.
+    /// `BadJwtSignature`; see [`crate::auth`]).
+    #[error("{message}")]
+    Unauthorized {
+        /// The XRPC error name.
+        error: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// The method exists but this instance does not offer it (501 `MethodNotImplemented`:
+    /// no DID for service auth, no ledger).
+    #[error("{0}")]
+    NotImplemented(String),
     /// Nothing matches (404 `NotFound`).
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +71,8 @@ impl XrpcError {
         match self {
             XrpcError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
             XrpcError::Invalid { error, .. } => (StatusCode::BAD_REQUEST, error),
+            XrpcError::Unauthorized { error, .. } => (StatusCode::UNAUTHORIZED, error),
+            XrpcError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "MethodNotImplemented"),
             XrpcError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             XrpcError::RateLimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "RateLimitExceeded"),
             XrpcError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "RequestTimeout"),

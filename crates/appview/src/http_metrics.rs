@@ -22,6 +22,9 @@ pub const REQUESTS: &str = "guildhall_http_requests_total";
 /// Name of the latency histogram (seconds).
 pub const DURATION: &str = "guildhall_http_request_duration_seconds";
 
+/// Name of the counter of refused service-auth tokens, by XRPC error name.
+pub const AUTH_FAILURES: &str = "guildhall_service_auth_failures_total";
+
 /// Paths with a method label of their own (any other path counts as `other`).
 pub const METHODS: &[(&str, &str)] = &[
     (
@@ -44,6 +47,18 @@ pub const METHODS: &[(&str, &str)] = &[
     (
         "/xrpc/dev.guildhall.listCapabilities",
         "dev.guildhall.listCapabilities",
+    ),
+    (
+        "/xrpc/dev.guildhall.ledger.getBalance",
+        "dev.guildhall.ledger.getBalance",
+    ),
+    (
+        "/xrpc/dev.guildhall.ledger.listTransfers",
+        "dev.guildhall.ledger.listTransfers",
+    ),
+    (
+        "/xrpc/dev.guildhall.ledger.transfer",
+        "dev.guildhall.ledger.transfer",
     ),
     ("/xrpc/_health", "_health"),
     ("/.well-known/did.json", "did.json"),
@@ -95,7 +110,21 @@ impl HttpMetrics {
             Some(Unit::Seconds),
             "Time to answer an HTTP request on the public listener, by XRPC method.".into(),
         );
+        recorder.describe_counter(
+            AUTH_FAILURES.into(),
+            None,
+            "Service-auth tokens refused, by XRPC error name (BadJwt includes issuers whose DID does not resolve).".into(),
+        );
         Self { recorder, handle }
+    }
+
+    /// Counts one refused service-auth token (`reason`: its XRPC error name, a bounded set).
+    pub fn auth_failure(&self, reason: &'static str) {
+        let key = Key::from_parts(
+            AUTH_FAILURES,
+            vec![Label::from_static_parts("reason", reason)],
+        );
+        self.recorder.register_counter(&key, &METADATA).increment(1);
     }
 
     /// The method label of a request path.

@@ -32,11 +32,13 @@
 //! Behind a reverse proxy, name it in [`AppConfig::trusted_proxies`] so the limit keys on the
 //! client it forwards for (see [`client`]).
 
+pub mod auth;
 pub mod client;
 pub mod cursor;
 mod error;
 pub mod handlers;
 pub mod http_metrics;
+pub mod ledger;
 pub mod params;
 pub mod ratelimit;
 pub mod search;
@@ -51,7 +53,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use guildhall_ingest::metrics::Metrics;
 use guildhall_store::Store;
@@ -162,6 +164,12 @@ pub struct AppState {
     pub trust: Arc<TrustIndex>,
     /// Settings.
     pub config: Arc<AppConfig>,
+    /// Service auth for the authenticated methods; `None` (no `--hostname`, so no DID to be
+    /// the audience) answers them 501.
+    pub auth: Option<Arc<auth::ServiceAuth>>,
+    /// The ledger writer behind `dev.guildhall.ledger.transfer`; `None` answers it 501
+    /// (reads go to the store directly).
+    pub ledger: Option<guildhall_store::LedgerHandle>,
     inner: Arc<Inner>,
 }
 
@@ -192,8 +200,40 @@ impl AppState {
             metrics,
             trust,
             config: Arc::new(config),
+            auth: None,
+            ledger: None,
             inner: Arc::new(inner),
         }
+    }
+
+    /// Serves the ledger methods' writes through `ledger` (`serve` starts one on the store).
+    pub fn with_ledger(mut self, ledger: guildhall_store::LedgerHandle) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Turns on service auth: tokens must be addressed to this AppView's did:web (from
+    /// [`AppConfig::hostname_for_did_web`], the DID `/.well-known/did.json` serves), and
+    /// issuers' keys are resolved through `resolver` (give it the ingestion's: one cache, the
+    /// same SSRF-guarded clients). Without a hostname there is no DID and this does nothing.
+    pub fn with_service_auth(
+        mut self,
+        resolver: Arc<guildhall_ingest::identity::Resolver>,
+        config: auth::AuthConfig,
+    ) -> Self {
+        match self.config.hostname_for_did_web.as_deref() {
+            Some(host) => {
+                self.auth = Some(Arc::new(auth::ServiceAuth::new(
+                    handlers::did_web(host),
+                    resolver,
+                    config,
+                )));
+            }
+            None => tracing::info!(
+                "no --hostname: this AppView has no DID, so the authenticated methods (the ledger) answer 501"
+            ),
+        }
+        self
     }
 
     /// Ranking options in force (anchors from the configuration).
@@ -208,7 +248,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::OPTIONS])
         .allow_headers(Any)
         .max_age(Duration::from_secs(86_400));
     Router::new()
@@ -234,6 +274,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/xrpc/dev.guildhall.listCapabilities",
             get(handlers::list_capabilities),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.getBalance",
+            get(ledger::get_balance),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.listTransfers",
+            get(ledger::list_transfers),
+        )
+        .route(
+            "/xrpc/dev.guildhall.ledger.transfer",
+            post(ledger::transfer),
         )
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(state.config.max_body))

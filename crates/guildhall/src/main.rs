@@ -147,8 +147,18 @@ async fn serve(args: config::ServeArgs, http: bool) -> anyhow::Result<()> {
             candidates_per_operator: args.candidates_per_operator as usize,
             ..guildhall_appview::AppConfig::default()
         };
+        // Service auth resolves callers through the ingestion's resolver: one cache, and the
+        // same SSRF-guarded clients for did:web hosts (`--allow-private-addresses` applies).
         let state =
-            guildhall_appview::AppState::new(store.clone(), ctx.metrics.clone(), trust, config);
+            guildhall_appview::AppState::new(store.clone(), ctx.metrics.clone(), trust, config)
+                .with_service_auth(
+                    ctx.resolver.clone(),
+                    guildhall_appview::auth::AuthConfig::default(),
+                )
+                .with_ledger(guildhall_store::LedgerHandle::start(
+                    store.clone(),
+                    guildhall_store::LedgerConfig::default(),
+                ));
         let admin = match args.admin_listen {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)

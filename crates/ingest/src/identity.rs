@@ -208,12 +208,22 @@ impl Resolver {
     /// Re-fetches a DID whose key may have rotated, unless it was fetched within
     /// [`REFRESH_INTERVAL`]; returns the identity either way.
     pub async fn refresh(&self, did: &Did) -> Result<Arc<Identity>, ResolveError> {
+        self.refresh_after(did, REFRESH_INTERVAL).await
+    }
+
+    /// [`Resolver::refresh`] with another least interval between two fetches of one DID
+    /// (service auth keeps its own; tests use zero to see a rotation at once).
+    pub async fn refresh_after(
+        &self,
+        did: &Did,
+        interval: Duration,
+    ) -> Result<Arc<Identity>, ResolveError> {
         let previous = {
             let mut cache = self.cache.lock().await;
             let recent = cache
                 .get(did)
                 .and_then(|e| e.cell.get())
-                .is_some_and(|(_, at)| at.elapsed() < REFRESH_INTERVAL);
+                .is_some_and(|(_, at)| at.elapsed() < interval);
             if recent { None } else { cache.remove(did) }
         };
         let fresh = self.resolve(did).await;

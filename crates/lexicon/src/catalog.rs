@@ -9,7 +9,7 @@ use crate::schema::{self, Def, Field, ObjectSchema};
 use crate::{LexiconError, ValidationIssue};
 
 /// Guildhall's own documents and the protocol definitions they reference, embedded at build time.
-const GUILDHALL_DOCUMENTS: [&str; 11] = [
+const GUILDHALL_DOCUMENTS: [&str; 15] = [
     include_str!("../../../lexicons/dev/guildhall/service.json"),
     include_str!("../../../lexicons/dev/guildhall/endorsement.json"),
     include_str!("../../../lexicons/dev/guildhall/operator.json"),
@@ -20,6 +20,10 @@ const GUILDHALL_DOCUMENTS: [&str; 11] = [
     include_str!("../../../lexicons/dev/guildhall/getTrustPath.json"),
     include_str!("../../../lexicons/dev/guildhall/listEndorsements.json"),
     include_str!("../../../lexicons/dev/guildhall/listCapabilities.json"),
+    include_str!("../../../lexicons/dev/guildhall/ledger/defs.json"),
+    include_str!("../../../lexicons/dev/guildhall/ledger/getBalance.json"),
+    include_str!("../../../lexicons/dev/guildhall/ledger/listTransfers.json"),
+    include_str!("../../../lexicons/dev/guildhall/ledger/transfer.json"),
     include_str!("../external/com.atproto.repo.strongRef.json"),
 ];
 

@@ -101,6 +101,21 @@ pub fn parse_amount(s: &str) -> Result<Amount, GrammarError> {
     })
 }
 
+/// Formats 10⁻⁹ units as the decimal string [`parse_amount`] reads (the inverse for every
+/// amount it accepts): no trailing zeros after the point, no point for whole amounts, a `-`
+/// for the negative balances only system accounts can have. `1_500_000_000` → `"1.5"`.
+pub fn format_nanos(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    // unsigned_abs: i64::MIN has no positive i64.
+    let n = nanos.unsigned_abs();
+    let (whole, frac) = (n / 1_000_000_000, n % 1_000_000_000);
+    if frac == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{frac:09}");
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
 /// Currency: an ISO 4217 code or a token symbol — 2 to 12 characters of `A-Z` and `0-9`,
 /// starting with a letter (`USD`, `EUR`, `USDC`).
 pub fn check_currency(s: &str) -> Result<(), GrammarError> {
@@ -194,6 +209,31 @@ pub const JSON_SCHEMA_TYPES: [&str; 7] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formatting_is_the_inverse_of_parsing() {
+        for (n, text) in [
+            (0, "0"),
+            (1, "0.000000001"),
+            (1_500_000_000, "1.5"),
+            (12_000_000_000, "12"),
+            (7_500_000, "0.0075"),
+            (-2_000_000_001, "-2.000000001"),
+            (i64::MAX, "9223372036.854775807"),
+        ] {
+            assert_eq!(format_nanos(n), text);
+            if n >= 0 && text.len() <= 19 {
+                let back = parse_amount(text).map(|a| a.nanos());
+                assert_eq!(back, Ok(n as u128), "{text}");
+            }
+        }
+        assert_eq!(format_nanos(i64::MIN), "-9223372036.854775808");
+        // Every amount the grammar reads formats back to the same text.
+        for text in ["999999999.999999999", "100", "0.1", "3.14"] {
+            let a = parse_amount(text).map(|a| a.nanos() as i64);
+            assert_eq!(a.map(format_nanos).as_deref(), Ok(text));
+        }
+    }
 
     #[test]
     fn capability_ids() {

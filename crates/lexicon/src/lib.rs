@@ -36,6 +36,14 @@ pub const GET_OPERATOR_NSID: &str = "dev.guildhall.getOperator";
 pub const GET_TRUST_PATH_NSID: &str = "dev.guildhall.getTrustPath";
 pub const LIST_ENDORSEMENTS_NSID: &str = "dev.guildhall.listEndorsements";
 pub const LIST_CAPABILITIES_NSID: &str = "dev.guildhall.listCapabilities";
+/// Shared views of the ledger methods (accounts, transfers, amounts).
+pub const LEDGER_DEFS_NSID: &str = "dev.guildhall.ledger.defs";
+/// The caller's balances (service auth).
+pub const GET_BALANCE_NSID: &str = "dev.guildhall.ledger.getBalance";
+/// The caller's transfers, newest first (service auth).
+pub const LIST_TRANSFERS_NSID: &str = "dev.guildhall.ledger.listTransfers";
+/// Moves credits from the caller to another DID (service auth).
+pub const TRANSFER_NSID: &str = "dev.guildhall.ledger.transfer";
 
 /// A lexicon document that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

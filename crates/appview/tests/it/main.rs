@@ -7,4 +7,7 @@ mod crowding;
 mod data;
 mod edge;
 mod harness;
+mod ledger;
+mod peer_support;
 mod refresh;
+mod service_auth;

@@ -9,6 +9,7 @@
 //! rewrite a line or reorder what is shown; `--json` output is escaped as JSON (`\uXXXX`).
 
 mod auth;
+mod credits;
 mod error;
 mod identity;
 mod manifest;
@@ -71,6 +72,118 @@ pub enum OperatorCommand {
     /// Show one service (at:// URI) or operator (DID or handle) from an AppView.
     #[command(after_help = EXIT_CODES)]
     Show(ShowArgs),
+    /// Credits: grant them (instance operator, local), see your balance, send, list history.
+    #[command(subcommand)]
+    Credits(CreditsCommand),
+}
+
+/// `guildhall credits …`.
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Issue credits to a DID or handle from this instance's issuance account. The instance
+    /// operator's local command: it writes to the database directly (--db), standing in for a
+    /// real top-up rail. Repeating it with the same --id grants once.
+    #[command(after_help = EXIT_CODES)]
+    Grant(CreditsGrantArgs),
+    /// Your balances on an AppView (service auth from your logged-in PDS session).
+    #[command(after_help = EXIT_CODES)]
+    Balance(CreditsBalanceArgs),
+    /// Send credits to a DID or handle; repeating it with the same --id sends once.
+    #[command(after_help = EXIT_CODES)]
+    Send(CreditsSendArgs),
+    /// Your transfers, newest first.
+    #[command(after_help = EXIT_CODES)]
+    History(CreditsHistoryArgs),
+}
+
+/// `guildhall credits grant`.
+#[derive(Debug, Args)]
+pub struct CreditsGrantArgs {
+    /// Who receives the credits: a DID or a handle.
+    pub subject: String,
+    /// How much, as a decimal (e.g. 10 or 0.25; at most 9 digits after the point).
+    pub amount: String,
+    /// The currency code (e.g. USD).
+    pub currency: String,
+    /// A note kept with the transfer.
+    #[arg(long)]
+    pub memo: Option<String>,
+    /// Idempotency id: the same id with the same parameters grants once (default: a fresh one,
+    /// printed).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The database the AppView serves: a SQLite file path or a postgres:// URL.
+    #[arg(long, env = "GUILDHALL_DB", default_value = "./guildhall.db")]
+    pub db: String,
+    /// Print the grant as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// Where the ledger methods go and how the answer is printed.
+#[derive(Debug, Clone, Args)]
+pub struct LedgerArgs {
+    /// The Guildhall AppView holding your credits.
+    #[arg(
+        long,
+        env = "GUILDHALL_APPVIEW",
+        default_value = "http://127.0.0.1:2470"
+    )]
+    pub appview: Url,
+    /// The AppView's DID, the audience of your service-auth tokens (default: did:web of the
+    /// --appview host). Name it only for an AppView reached under another name than its own.
+    #[arg(long, env = "GUILDHALL_APPVIEW_DID")]
+    pub appview_did: Option<String>,
+    /// Print the AppView's JSON answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `guildhall credits balance`.
+#[derive(Debug, Args)]
+pub struct CreditsBalanceArgs {
+    /// Only this currency.
+    #[arg(long)]
+    pub currency: Option<String>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+}
+
+/// `guildhall credits send`.
+#[derive(Debug, Args)]
+pub struct CreditsSendArgs {
+    /// Who receives the credits: a DID or a handle.
+    pub to: String,
+    /// How much, as a decimal (e.g. 2.5).
+    pub amount: String,
+    /// The currency code (e.g. USD).
+    pub currency: String,
+    /// Idempotency id: repeat a send with the same id and it moves credits once (default: a
+    /// fresh one, printed).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// A note kept with the transfer.
+    #[arg(long)]
+    pub memo: Option<String>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// `guildhall credits history`.
+#[derive(Debug, Args)]
+pub struct CreditsHistoryArgs {
+    /// Most transfers (1 to 100).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub limit: u32,
+    /// Where the previous page ended (printed after it).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
 }
 
 /// `guildhall login`.
@@ -249,6 +362,10 @@ pub async fn run(cmd: OperatorCommand) -> std::process::ExitCode {
         OperatorCommand::Profile(ProfileCommand::Set(a)) => social::profile_set(a).await,
         OperatorCommand::Search(a) => query::search(a).await,
         OperatorCommand::Show(a) => query::show(a).await,
+        OperatorCommand::Credits(CreditsCommand::Grant(a)) => credits::grant(a).await,
+        OperatorCommand::Credits(CreditsCommand::Balance(a)) => credits::balance(a).await,
+        OperatorCommand::Credits(CreditsCommand::Send(a)) => credits::send(a).await,
+        OperatorCommand::Credits(CreditsCommand::History(a)) => credits::history(a).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -160,7 +160,8 @@ pub async fn peer_with(accounts: usize, pdses: usize) -> Result<Peer> {
     Ok(peer)
 }
 
-fn free_port() -> Result<u16> {
+/// A port free on loopback right now.
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -195,6 +196,16 @@ impl Guildhall {
     /// and extra environment.
     pub fn custom(args: Vec<String>, env: Vec<(String, String)>) -> Result<Guildhall> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        Guildhall::custom_on(addr, args, env)
+    }
+
+    /// [`Guildhall::custom`] on a public address the caller chose (to name it in other
+    /// arguments, e.g. `--hostname`).
+    pub fn custom_on(
+        addr: SocketAddr,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> Result<Guildhall> {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut args = args;
         args.extend(["--listen".to_owned(), addr.to_string()]);

@@ -7,6 +7,7 @@
 
 mod backfill;
 mod crash;
+mod credits;
 mod discovery;
 mod e2e;
 mod harness;

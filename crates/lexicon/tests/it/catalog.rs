@@ -1,9 +1,10 @@
 //! The embedded Guildhall catalog: complete, self-contained, and bounded.
 
 use guildhall_lexicon::{
-    Catalog, DEFS_NSID, ENDORSEMENT_NSID, GET_OPERATOR_NSID, GET_SERVICE_NSID, GET_TRUST_PATH_NSID,
-    LIST_CAPABILITIES_NSID, LIST_ENDORSEMENTS_NSID, LexiconError, OPERATOR_NSID,
-    SEARCH_SERVICES_NSID, SERVICE_NSID,
+    Catalog, DEFS_NSID, ENDORSEMENT_NSID, GET_BALANCE_NSID, GET_OPERATOR_NSID, GET_SERVICE_NSID,
+    GET_TRUST_PATH_NSID, LEDGER_DEFS_NSID, LIST_CAPABILITIES_NSID, LIST_ENDORSEMENTS_NSID,
+    LIST_TRANSFERS_NSID, LexiconError, OPERATOR_NSID, SEARCH_SERVICES_NSID, SERVICE_NSID,
+    TRANSFER_NSID,
 };
 use serde_json::Value;
 
@@ -22,11 +23,15 @@ fn guildhall_catalog_is_complete_and_closed() {
         GET_TRUST_PATH_NSID,
         LIST_ENDORSEMENTS_NSID,
         LIST_CAPABILITIES_NSID,
+        LEDGER_DEFS_NSID,
+        GET_BALANCE_NSID,
+        LIST_TRANSFERS_NSID,
+        TRANSFER_NSID,
         "com.atproto.repo.strongRef",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
-    assert_eq!(ids.len(), 11);
+    assert_eq!(ids.len(), 15);
     assert!(
         catalog.unresolved_refs().is_empty(),
         "{:?}",
