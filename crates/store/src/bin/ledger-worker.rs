@@ -39,7 +39,7 @@ async fn iteration(l: &LedgerHandle, seed: u64, k: usize, n: usize, epoch: i64) 
     let base = format!("s{seed}-k{k}-n{n}");
     let who = k * 7 + n;
     // One hold in four is left to time out soon; the rest live long enough to be resolved.
-    let timeout = if n % 4 == 0 {
+    let timeout = if n.is_multiple_of(4) {
         epoch + 2_000
     } else {
         epoch + 600_000
@@ -78,7 +78,7 @@ async fn iteration(l: &LedgerHandle, seed: u64, k: usize, n: usize, epoch: i64) 
             }
         }
     }
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         let id = TransferId(format!("{base}-t"));
         let to = payer(who + 1);
         if l.transfer(id.clone(), payer(who), to, "USD", 1, None)
