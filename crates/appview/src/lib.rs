@@ -363,6 +363,27 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         g.heap_bytes,
         s.trust.generation(),
     ));
+    if let Some(ledger) = &s.ledger {
+        let st = ledger.stats();
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        body.push_str(&format!(
+            "# HELP guildhall_ledger_batches_total Ledger transactions committed (each holds a batch of requests).\n\
+             # TYPE guildhall_ledger_batches_total counter\nguildhall_ledger_batches_total {}\n\
+             # HELP guildhall_ledger_ops_total Ledger requests and expiries decided in committed batches.\n\
+             # TYPE guildhall_ledger_ops_total counter\nguildhall_ledger_ops_total {}\n\
+             # HELP guildhall_ledger_refused_total Ledger requests the rules refused.\n\
+             # TYPE guildhall_ledger_refused_total counter\nguildhall_ledger_refused_total {}\n\
+             # HELP guildhall_ledger_expired_total Holds the sweeper released at their timeout.\n\
+             # TYPE guildhall_ledger_expired_total counter\nguildhall_ledger_expired_total {}\n\
+             # HELP guildhall_ledger_db_failures_total Ledger batches the database failed (before retries).\n\
+             # TYPE guildhall_ledger_db_failures_total counter\nguildhall_ledger_db_failures_total {}\n",
+            n(&st.batches),
+            n(&st.ops),
+            n(&st.refused),
+            n(&st.expired),
+            n(&st.failures),
+        ));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -481,3 +481,17 @@ pub fn plan_linked<'a, V: View>(
     }
     Ok((overlay, out))
 }
+
+/// Most basis points a fee can be (all of the amount).
+pub const MAX_FEE_BP: u32 = 10_000;
+
+/// The platform's fee on `amount` at `fee_bp` basis points, rounded down (the payee keeps any
+/// fraction of a unit), or `None` when `amount` is negative or `fee_bp` exceeds 100 %. Computed
+/// in 128 bits, so no amount overflows.
+pub fn fee_for(amount: i64, fee_bp: u32) -> Option<i64> {
+    if amount < 0 || fee_bp > MAX_FEE_BP {
+        return None;
+    }
+    let fee = i128::from(amount) * i128::from(fee_bp) / i128::from(MAX_FEE_BP);
+    i64::try_from(fee).ok()
+}

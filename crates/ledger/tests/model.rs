@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guildhall_ledger::rules::View;
+use guildhall_ledger::rules::{self, View};
 use guildhall_ledger::*;
 use proptest::prelude::*;
 
@@ -547,4 +547,28 @@ fn ids_memos_and_currencies_are_bounded_printable_text() {
     assert!(l.accounts().is_empty(), "nothing refused was applied");
     let ok = grant(&"i".repeat(255), Some("top-up"), "USDC");
     assert_eq!(l.submit(&[ok], 0).expect("bounded input").len(), 1);
+}
+
+proptest! {
+    #[test]
+    fn a_fee_is_a_floored_share_never_more_than_the_amount(amount in 0i64..=i64::MAX, bp in 0u32..=10_000) {
+        let fee = rules::fee_for(amount, bp).expect("in range");
+        prop_assert!((0..=amount).contains(&fee));
+        // Floor of amount·bp/10⁴, checked against the definition.
+        let exact = i128::from(amount) * i128::from(bp);
+        prop_assert!(i128::from(fee) * 10_000 <= exact);
+        prop_assert!((i128::from(fee) + 1) * 10_000 > exact);
+    }
+}
+
+#[test]
+fn fees_outside_the_range_are_refused() {
+    assert_eq!(rules::fee_for(100, 10_001), None);
+    assert_eq!(rules::fee_for(-1, 100), None);
+    assert_eq!(rules::fee_for(1_000_000_000, 250), Some(25_000_000));
+    assert_eq!(
+        rules::fee_for(3, 5_000),
+        Some(1),
+        "the payee keeps the fraction"
+    );
 }

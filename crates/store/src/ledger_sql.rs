@@ -570,6 +570,26 @@ macro_rules! ledger_ops {
             rows.iter().map(|r| Ok((int(r, 0)?, raw_transfer(r, 1)?))).collect()
         }
 
+        /// Every account and every transfer as of one moment (one read transaction): what an
+        /// audit compares, which two separate reads could not promise while a writer commits.
+        pub(crate) async fn ledger_snapshot(pool: &Pool) -> Result<(Vec<(LAccountKey, LBalance)>, Vec<LTransfer>), StoreError> {
+            let mut tx = pool.begin().await.map_err(q)?;
+            if IS_PG {
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q)?;
+            }
+            let sql = format!("SELECT {ACCOUNT_COLS} FROM ledger_accounts ORDER BY owner, currency");
+            let rows = fetch_tx(&mut tx, sql, &[]).await?;
+            let accounts = rows.iter().map(raw_account).collect::<Result<Vec<_>, _>>()?;
+            let sql = format!("SELECT {TRANSFER_COLS} FROM ledger_transfers ORDER BY seq");
+            let rows = fetch_tx(&mut tx, sql, &[]).await?;
+            let transfers = rows.iter().map(|r| raw_transfer(r, 0)).collect::<Result<Vec<_>, _>>()?;
+            tx.commit().await.map_err(q)?;
+            Ok((accounts, transfers))
+        }
+
         /// Every transfer in the order applied (audits and tests).
         pub(crate) async fn ledger_transfers(pool: &Pool) -> Result<Vec<LTransfer>, StoreError> {
             let sql = format!("SELECT {TRANSFER_COLS} FROM ledger_transfers ORDER BY seq");

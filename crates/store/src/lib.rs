@@ -559,6 +559,21 @@ impl Store {
         dispatch!(self.ledger_transfers_of(owner, before, limit))
     }
 
+    /// Every ledger account and transfer read in one transaction, so they agree with each
+    /// other even while a writer commits (audits, tests).
+    #[allow(clippy::type_complexity)]
+    pub async fn ledger_snapshot(
+        &self,
+    ) -> Result<
+        (
+            Vec<(guildhall_ledger::AccountKey, guildhall_ledger::Balance)>,
+            Vec<guildhall_ledger::Transfer>,
+        ),
+        StoreError,
+    > {
+        dispatch!(self.ledger_snapshot())
+    }
+
     /// Every transfer in the order applied (audits, tests).
     pub async fn ledger_transfers(&self) -> Result<Vec<guildhall_ledger::Transfer>, StoreError> {
         dispatch!(self.ledger_transfers())

@@ -198,4 +198,18 @@ async fn balances_transfers_and_history(ctx: Ctx) {
         .map(|(_, b)| b.credits_posted - b.debits_posted)
         .sum();
     assert_eq!(net, 0);
+    // The writer's work is on the admin /metrics page.
+    let metrics = w.metrics().await;
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(value("guildhall_ledger_batches_total") >= 1, "{metrics}");
+    assert!(value("guildhall_ledger_ops_total") >= 3);
+    assert!(
+        value("guildhall_ledger_refused_total") >= 1,
+        "refusals are counted"
+    );
 }

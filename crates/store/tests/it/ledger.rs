@@ -38,7 +38,7 @@ fn nonzero(accounts: Vec<(AccountKey, Balance)>) -> BTreeMap<AccountKey, Balance
 /// Conservation per currency, no constrained account below zero, each hold resolved at most
 /// once: what must hold of any ledger state, read back from the database.
 async fn audit(store: &Store) {
-    let accounts = store.ledger_accounts().await.expect("accounts");
+    let (accounts, transfers) = store.ledger_snapshot().await.expect("snapshot");
     let mut sums: BTreeMap<String, [i128; 4]> = BTreeMap::new();
     for (k, b) in &accounts {
         let s = sums.entry(k.currency.clone()).or_default();
@@ -57,7 +57,6 @@ async fn audit(store: &Store) {
         assert_eq!(s[0], s[2], "pending debits = pending credits in {c}");
         assert_eq!(s[1], s[3], "posted debits = posted credits in {c}");
     }
-    let transfers = store.ledger_transfers().await.expect("transfers");
     let ids: BTreeSet<&TransferId> = transfers.iter().map(|t| &t.request.id).collect();
     assert_eq!(ids.len(), transfers.len(), "an id applied twice");
     let mut resolved: BTreeMap<&TransferId, usize> = BTreeMap::new();

@@ -42,7 +42,9 @@ fn from_log(transfers: &[Transfer]) -> BTreeMap<AccountKey, Balance> {
 }
 
 async fn check_books(store: &Store, acked: &BTreeSet<String>) {
-    let transfers = store.ledger_transfers().await.expect("transfers");
+    // One snapshot: after a kill -9 a PostgreSQL backend may still finish the dead client's
+    // COMMIT, and two separate reads could straddle it.
+    let (accounts, transfers) = store.ledger_snapshot().await.expect("snapshot");
     let by_id: BTreeMap<&str, &Transfer> = transfers
         .iter()
         .map(|t| (t.request.id.0.as_str(), t))
@@ -66,10 +68,7 @@ async fn check_books(store: &Store, acked: &BTreeSet<String>) {
             );
         }
     }
-    let accounts: BTreeMap<AccountKey, Balance> = store
-        .ledger_accounts()
-        .await
-        .expect("accounts")
+    let accounts: BTreeMap<AccountKey, Balance> = accounts
         .into_iter()
         .filter(|(_, b)| *b != Balance::default())
         .collect();
