@@ -520,11 +520,19 @@ async fn audit(store: &Store, cfg: &Config, providers: usize) -> Vec<String> {
             ..Balance::default()
         },
     );
+    let mut wrong = 0usize;
     for (k, want) in &expect {
         let got = accounts.get(k).copied().unwrap_or_default();
         if got != *want {
-            bad.push(format!("{k:?}: got {got:?}, model {want:?}"));
+            // Name a few; the count below says how many (one broken run can touch them all).
+            if wrong < 10 {
+                bad.push(format!("{k:?}: got {got:?}, model {want:?}"));
+            }
+            wrong += 1;
         }
+    }
+    if wrong > 0 {
+        bad.push(format!("{wrong} accounts differ from the model"));
     }
     for k in accounts.keys().filter(|k| !expect.contains_key(*k)) {
         bad.push(format!("{k:?}: an account the model does not have"));
@@ -548,6 +556,7 @@ async fn audit(store: &Store, cfg: &Config, providers: usize) -> Vec<String> {
     let transfers = store.ledger_transfers().await.unwrap();
     let mut kinds: BTreeMap<&str, i64> = BTreeMap::new();
     let mut ids = std::collections::HashSet::with_capacity(transfers.len());
+    let mut uncaptured = 0usize;
     for t in &transfers {
         if !ids.insert(&t.request.id) {
             bad.push(format!("transfer {} recorded twice", t.request.id));
@@ -557,10 +566,14 @@ async fn audit(store: &Store, cfg: &Config, providers: usize) -> Vec<String> {
             Kind::Post => "grant",
             Kind::Hold { .. } => {
                 if t.hold != Some(HoldState::Captured) {
-                    bad.push(format!(
-                        "hold {} is {:?}, not captured",
-                        t.request.id, t.hold
-                    ));
+                    // Name a few; the count below says how many.
+                    if uncaptured < 10 {
+                        bad.push(format!(
+                            "hold {} is {:?}, not captured",
+                            t.request.id, t.hold
+                        ));
+                    }
+                    uncaptured += 1;
                 }
                 "hold"
             }
@@ -569,6 +582,9 @@ async fn audit(store: &Store, cfg: &Config, providers: usize) -> Vec<String> {
             Kind::Refund { .. } => "refund",
         };
         *kinds.entry(kind).or_default() += 1;
+    }
+    if uncaptured > 0 {
+        bad.push(format!("{uncaptured} holds not captured"));
     }
     let want_kinds: BTreeMap<&str, i64> = [
         ("capture", n),
